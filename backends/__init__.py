@@ -1,0 +1,27 @@
+"""The backends the shared test suite runs on, one small module each.
+
+Every module says: ``NAME``; ``REQUIREMENTS`` (pip requirements nox installs for it); ``probe()``
+(a reason it cannot run on this machine, checked before installing anything, or ``None``);
+``unavailable()`` (the same, checked after importing it); ``xp``/``device()`` (namespace and
+device arrays go to); ``asarray(host)`` (place a NumPy array there); ``to_numpy(array)`` (bring
+one back for assertions). Read by ``noxfile.py`` and ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+#: backend name -> module name, in the order ``nox`` runs them.
+MODULES = {
+    "numpy": "backends.numpy_cpu",
+    "array_api_strict": "backends.strict_device1",
+    "torch": "backends.torch_cpu",
+    "cupy": "backends.cupy_gpu",
+}
+
+
+def load(name: str) -> ModuleType:
+    if name not in MODULES:
+        raise ValueError(f"backend must be one of {list(MODULES)}, got {name!r}")
+    return importlib.import_module(MODULES[name])

@@ -1,0 +1,42 @@
+"""array-api-strict with every array on its non-default ``Device("device1")``.
+
+The GPU proxy: an array created without the input's device lands on ``CPU_DEVICE`` and mixing it
+with a device1 array raises, and ``numpy.asarray`` of a device1 array raises, exactly where CuPy
+would fail on a GPU.
+"""
+
+NAME = "array_api_strict"
+REQUIREMENTS = ["array-api-strict==2.6.1"]
+
+
+def probe() -> str | None:
+    return None
+
+
+def unavailable() -> str | None:
+    try:
+        import array_api_strict  # noqa: F401
+    except ImportError:
+        return "array-api-strict is not installed (pip install array-api-strict)"
+    return None
+
+
+def namespace():
+    import array_api_strict
+    return array_api_strict
+
+
+def device():
+    import array_api_strict
+    return array_api_strict.Device("device1")
+
+
+def asarray(host):
+    import array_api_strict
+    return array_api_strict.asarray(host, device=device(), copy=True)
+
+
+def to_numpy(array):
+    import array_api_strict
+    import numpy
+    return numpy.from_dlpack(array.to_device(array_api_strict.Device("CPU_DEVICE")))

@@ -1,0 +1,39 @@
+"""PyTorch on the CPU through ``array_api_compat``: a second real library with its own semantics.
+
+Pinned: this machine has the CPU build of torch 2.13.0 on disk; any other version (or an unpinned
+``torch``) downloads a CUDA build of several GB.
+"""
+
+NAME = "torch"
+REQUIREMENTS = ["torch==2.13.0"]
+
+
+def probe() -> str | None:
+    return None
+
+
+def unavailable() -> str | None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "torch is not installed (pip install torch==2.13.0)"
+    return None
+
+
+def namespace():
+    import array_api_compat.torch
+    return array_api_compat.torch
+
+
+def device():
+    import torch
+    return torch.device("cpu")
+
+
+def asarray(host):
+    import torch
+    return torch.asarray(host, device=device()).clone()
+
+
+def to_numpy(array):
+    return array.detach().cpu().numpy()

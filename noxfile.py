@@ -1,0 +1,31 @@
+"""``nox``: the shared suite once per backend (``tests(numpy)``, ``tests(array_api_strict)``, ...).
+
+A backend that cannot run on this machine is skipped with its reason and the exit status stays 0;
+``TINYCNN_REQUIRE_GPU=1`` turns the CuPy skip into a failure. Arguments after ``--`` go to pytest.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import backends  # noqa: E402
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_venv = "yes"
+
+
+@nox.session
+@nox.parametrize("backend", list(backends.MODULES))
+def tests(session: nox.Session, backend: str) -> None:
+    module = backends.load(backend)
+    reason = module.probe()
+    if reason:
+        if backend == "cupy" and os.environ.get("TINYCNN_REQUIRE_GPU") == "1":
+            session.error(f"TINYCNN_REQUIRE_GPU=1 but {backend} cannot run here: {reason}")
+        session.skip(f"backend {backend} unavailable: {reason}")
+    session.install("-e", ".[test]", *module.REQUIREMENTS)
+    session.run("pytest", f"--backend={backend}", "-ra", *session.posargs,
+                env={"TINYCNN_REQUIRE_GPU": os.environ.get("TINYCNN_REQUIRE_GPU", "")})

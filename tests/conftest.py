@@ -1,0 +1,65 @@
+"""One suite, many backends: ``--backend NAME`` (or ``TINYCNN_BACKEND``) picks where arrays live.
+
+A backend that cannot run here is skipped with its reason; with ``TINYCNN_REQUIRE_GPU=1`` the CuPy
+skip becomes a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for ``backends``
+import backends  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption("--backend", default=os.environ.get("TINYCNN_BACKEND", "numpy"),
+                     choices=list(backends.MODULES), help="array library the suite runs on")
+
+
+def pytest_report_header(config):
+    return f"tinycnn_xp backend: {config.getoption('--backend')}"
+
+
+@pytest.fixture(scope="session")
+def backend(request):
+    """The selected backend module (see ``backends/``), skipped with a reason if unusable."""
+    module = backends.load(request.config.getoption("--backend"))
+    reason = module.unavailable()
+    if reason:
+        if module.NAME == "cupy" and os.environ.get("TINYCNN_REQUIRE_GPU") == "1":
+            pytest.fail(f"TINYCNN_REQUIRE_GPU=1 but the CuPy backend cannot run: {reason}")
+        pytest.skip(f"backend {module.NAME} unavailable: {reason}")
+    return module
+
+
+@pytest.fixture(scope="session")
+def xp(backend):
+    return backend.namespace()
+
+
+@pytest.fixture(params=["float64", "float32"])
+def dtype_name(request):
+    return request.param
+
+
+@pytest.fixture
+def put(backend):
+    """``put(host_array, dtype_name=None)``: a NumPy array placed on the backend (optionally cast)."""
+    def place(host, dtype_name=None):
+        host = np.asarray(host)
+        if dtype_name is not None:
+            host = host.astype(dtype_name)
+        return backend.asarray(host)
+    return place
+
+
+@pytest.fixture
+def host(backend):
+    """``host(array)``: a backend array brought back as NumPy, for assertions."""
+    return backend.to_numpy

@@ -1,0 +1,22 @@
+"""tinycnn_xp: a small convolutional network with hand-derived backpropagation, written once
+against the Python array API standard, so the same code trains on NumPy, CuPy, torch, ...
+
+The library follows Chapter 24 ("Training a CNN with Backpropagation"): its classes, arguments,
+attributes and numbers. Pass NumPy arrays to train on the CPU, CuPy arrays to train on a GPU.
+"""
+
+from .data import CLASS_NAMES, PATTERNS, make_dataset_bundle
+from .gradcheck import check_gradients, numerical_gradient, relative_error
+from .layers import AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU
+from .losses import softmax, softmax_cross_entropy
+from .models import PRESETS, Sequential, TinyCNN, deep_cnn, make_model
+from ._xp import to_numpy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AvgPool2D", "CLASS_NAMES", "Conv2D", "Dense", "Flatten", "Layer", "MaxPool2D", "PATTERNS",
+    "PRESETS", "ReLU", "Sequential", "TinyCNN", "check_gradients", "deep_cnn",
+    "make_dataset_bundle", "make_model", "numerical_gradient", "relative_error", "softmax",
+    "softmax_cross_entropy", "to_numpy",
+]

@@ -1,0 +1,117 @@
+"""Argument checks shared by the public entry points.
+
+Each raises ``TypeError`` (wrong kind of thing) or ``ValueError`` (right kind, wrong value) with a
+message that names the argument, says what was expected and what came. They run before any state
+changes, once per public call, never inside a training step.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from array_api_compat import array_namespace, device, is_array_api_obj
+
+from ._xp import Placement, describe, dtype_name
+
+
+def positive_int(value: Any, name: str) -> int:
+    return _int_at_least(value, name, 1)
+
+
+def non_negative_int(value: Any, name: str) -> int:
+    return _int_at_least(value, name, 0)
+
+
+def _int_at_least(value: Any, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {low}, got {value!r} ({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value}")
+    return int(value)
+
+
+def learning_rate(lr: Any, name: str = "lr") -> float:
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"{name} must be a positive finite number, got {lr!r} ({type(lr).__name__})")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {lr!r}")
+    return float(lr)
+
+
+def momentum(beta: Any, name: str = "momentum") -> float:
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+        raise TypeError(f"{name} must be a number in [0, 1), got {beta!r} ({type(beta).__name__})")
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {beta!r}")
+    return float(beta)
+
+
+def array(x: Any, name: str) -> Any:
+    """The array namespace of ``x``; ``TypeError`` if ``x`` is not an array-API array."""
+    if not is_array_api_obj(x):
+        raise TypeError(f"{name} must be an array (NumPy, CuPy, torch or another array-API "
+                        f"library), got {type(x).__name__}")
+    return array_namespace(x)
+
+
+def floating_array(x: Any, name: str) -> Any:
+    xp = array(x, name)
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{name} must have a real floating dtype (float32 or float64), "
+                        f"got {dtype_name(x.dtype)}")
+    return xp
+
+
+def finite(x: Any, xp: Any, name: str) -> None:
+    """Reject NaN or infinite entries (one reduction and one host read per public call)."""
+    if not bool(xp.all(xp.isfinite(x))):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def labels(y: Any, batch: int, num_classes: int, name: str = "y", images: str = "x") -> None:
+    """Integer class labels of shape ``(batch,)`` in ``[0, num_classes)``."""
+    xp = array(y, name)
+    if not xp.isdtype(y.dtype, "integral"):
+        raise TypeError(f"{name} must hold integer class labels, got dtype {dtype_name(y.dtype)}")
+    if y.ndim != 1 or y.shape[0] != batch:
+        raise ValueError(f"{name} must have shape ({batch},), one label per image of {images}, "
+                         f"got shape {tuple(y.shape)}")
+    if batch and bool(xp.any((y < 0) | (y >= num_classes))):
+        low, high = int(xp.min(y)), int(xp.max(y))
+        raise ValueError(f"{name} must hold labels in [0, {num_classes - 1}] "
+                         f"(the model has {num_classes} classes), got values from {low} to {high}")
+
+
+def image_shape(shape: tuple[int, ...], channels: int | None, window: int, padding: int,
+                name: str, layer: str) -> None:
+    """``(batch, channels, height, width)`` with a non-empty batch and room for one window."""
+    expect = f"(batch, {channels if channels is not None else 'channels'}, height, width)"
+    if len(shape) != 4:
+        raise ValueError(f"{name}: {layer} expects a 4-D array {expect}, got shape {shape}")
+    if shape[0] < 1:
+        raise ValueError(f"{name}: expected a non-empty batch, got shape {shape}")
+    if channels is not None and shape[1] != channels:
+        raise ValueError(f"{name}: {layer} expects {channels} input channel(s) {expect}, "
+                         f"got {shape[1]} (shape {shape})")
+    if min(shape[2], shape[3]) + 2 * padding < window:
+        raise ValueError(f"{name}: images of {shape[2]}x{shape[3]} are smaller than the "
+                         f"{window}x{window} window of {layer}")
+
+
+def same_place(x: Any, place: Placement, name: str) -> None:
+    if array_namespace(x) is not place.xp or device(x) != place.device:
+        raise ValueError(f"{name} is a {describe(x)}, but the model lives on {place}; "
+                         f"move it there first")
+
+
+def compatible(current: Placement, new: Placement, owner: str) -> None:
+    """A model placed on ``current`` accepts inputs from the same library, device and dtype only."""
+    if not current.same_place(new):
+        raise ValueError(f"{owner} lives on {current}, got an input on {new}; "
+                         f"pass arrays of one library and device, or save and load the model")
+    if current.dtype != new.dtype:
+        raise TypeError(f"{owner} has {dtype_name(current.dtype)} parameters, got a "
+                        f"{dtype_name(new.dtype)} input; cast the input to "
+                        f"{dtype_name(current.dtype)}")

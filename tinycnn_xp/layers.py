@@ -1,0 +1,403 @@
+"""Layers with their forward and backward passes side by side.
+
+Every layer works on whatever array library its input comes from (NumPy, CuPy, torch,
+array-api-strict, ...) through the array API standard. Shapes follow the chapter:
+images are ``(batch, channels, height, width)``, features ``(batch, features)``.
+
+Each public ``forward``/``backward`` checks its argument and resolves the namespace once, then
+calls ``_forward``/``_backward``, which take ``xp`` explicitly; a model calls those directly so a
+training step pays for neither.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from array_api_compat import is_numpy_array
+
+from . import _checks
+from ._windows import output_size, transpose_index, window_index
+from ._xp import Placement, on_device, placement_of, to_numpy
+
+__all__ = ["Layer", "Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "Flatten", "Dense"]
+
+Array = Any  # any array-API array
+
+
+class Layer:
+    """Base class: placement on the first input's library/device/dtype, and the public wrappers."""
+
+    #: names of trainable parameter attributes; each has a gradient ``d_<name>``.
+    param_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.last_input: Array | None = None
+        self._place: Placement | None = None
+        self._index_cache: dict = {}  # device-side index arrays, per input size
+
+    # -- shape contract ------------------------------------------------------------------------
+    def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
+        """Output shape for an input of ``shape``; ``ValueError`` naming ``name`` if it does not fit."""
+        return tuple(shape)
+
+    # -- public API ----------------------------------------------------------------------------
+    def forward(self, x: Array) -> Array:
+        _checks.floating_array(x, "x")
+        self.output_shape(tuple(x.shape), "x")
+        self._adopt(placement_of(x))
+        return self._forward(x, self._place.xp)
+
+    def backward(self, d_output: Array) -> Array:
+        """Gradient with respect to this layer's last input; stores parameter gradients."""
+        if self._place is None or self.last_input is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        _checks.floating_array(d_output, "d_output")
+        _checks.same_place(d_output, self._place, "d_output")
+        expected = self.output_shape(tuple(self.last_input.shape))
+        if tuple(d_output.shape) != expected:
+            raise ValueError(f"d_output must have the shape of the last forward output {expected}, "
+                             f"got {tuple(d_output.shape)}")
+        return self._backward(d_output, self._place.xp, True)
+
+    # -- placement -----------------------------------------------------------------------------
+    def _adopt(self, place: Placement) -> None:
+        """Move parameters onto ``place`` the first time; afterwards only accept that place."""
+        if self._place is None:
+            self._move_to(place)
+            return
+        _checks.compatible(self._place, place, type(self).__name__)
+
+    def _move_to(self, place: Placement) -> None:
+        for name in self.param_names:
+            for attr in (name, "d_" + name):
+                value = getattr(self, attr)
+                host = value if is_numpy_array(value) else to_numpy(value)
+                setattr(self, attr, on_device(host, place, place.dtype))
+            if name in self.velocity:
+                self.velocity[name] = on_device(np.zeros(getattr(self, name).shape), place, place.dtype)
+        self._place = place
+        self._index_cache = {}
+
+    def _forward(self, x: Array, xp: Any) -> Array:
+        raise NotImplementedError
+
+    def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array | None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class _Parametrized(Layer):
+    """A layer with trainable parameters, their gradients, a momentum velocity each, and ``step``."""
+
+    param_names = ("weights", "bias")
+
+    def _init_parameters(self, seed: int | None, fan_in: int, weight_shape: tuple[int, ...],
+                         bias_size: int) -> None:
+        # He initialisation drawn on the host, exactly as the chapter does, then placed on the
+        # first input's device; the same seed gives the same network on every backend.
+        rng = np.random.default_rng(seed)
+        self.weights = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=weight_shape)
+        self.bias = np.zeros(bias_size)
+        self.d_weights = np.zeros_like(self.weights)
+        self.d_bias = np.zeros_like(self.bias)
+        self.velocity = {name: np.zeros_like(getattr(self, name)) for name in self.param_names}
+        if self._place is not None:
+            place, self._place = self._place, None
+            self._move_to(place)
+
+    def reset_parameters(self, seed: int | None) -> None:
+        """Draw fresh initial weights from ``numpy.random.default_rng(seed)``; zero bias and velocity."""
+        raise NotImplementedError
+
+    def step(self, lr: float, momentum: float = 0.0) -> None:
+        """Gradient descent: ``v <- momentum * v + grad``, ``param <- param - lr * v`` (in place).
+
+        With ``momentum=0`` this is exactly the chapter's plain update ``param -= lr * grad``.
+        """
+        _checks.learning_rate(lr)
+        _checks.momentum(momentum)
+        self._step(lr, momentum)
+
+    def _step(self, lr: float, momentum: float) -> None:
+        for name in self.param_names:
+            param, grad = getattr(self, name), getattr(self, "d_" + name)
+            if momentum:
+                velocity = self.velocity[name]
+                velocity *= momentum
+                velocity += grad
+                grad = velocity
+            # In place, so that references to ``weights`` (the gradient check's) stay valid.
+            param -= lr * grad
+
+    @property
+    def parameter_count(self) -> int:
+        return int(sum(math.prod(getattr(self, name).shape) for name in self.param_names))
+
+
+class _Windowed(Layer):
+    """Shared machinery of convolution and pooling: windows by one gather, and its transpose."""
+
+    window: int
+    stride: int
+    padding: int = 0
+
+    def _windows(self, height: int, width: int, batch_first_offsets: bool) -> tuple:
+        """Device index arrays for this input size (built on the host once, moved once)."""
+        key = (height, width)
+        cached = self._index_cache.get(key)
+        if cached is None:
+            index = window_index(height, width, self.window, self.stride, self.padding)
+            if not batch_first_offsets:
+                index = index.T  # (positions, window elements): reductions over the last axis
+            back = transpose_index(index, height * width)
+            place = self._place
+            cached = (on_device(index.ravel(), place),            # gather of all windows
+                      on_device(back.ravel(), place),             # its transpose
+                      back.shape[1],                              # inputs read per pixel
+                      bool(np.any(back == index.size)),           # needs the zero slot
+                      bool(np.any(index == height * width)))      # reads zero padding
+            self._index_cache[key] = cached
+        return cached
+
+    def _gather(self, x: Array, xp: Any) -> Array:
+        """All windows of ``x``: ``(batch, channels, height, width) -> (batch, channels, n)``."""
+        batch, channels, height, width = x.shape
+        index, _, _, _, reads_padding = self._windows(height, width, self._offsets_first)
+        flat = xp.reshape(x, (batch, channels, height * width))
+        if reads_padding:  # one zero slot per image stands for the whole zero border
+            zero = xp.zeros((batch, channels, 1), dtype=x.dtype, device=self._place.device)
+            flat = xp.concat([flat, zero], axis=2)
+        return xp.take(flat, index, axis=2)
+
+    def _scatter(self, grad: Array, xp: Any, input_shape: tuple[int, ...]) -> Array:
+        """Backward of ``_gather``: sum each window element's gradient onto the pixel it read."""
+        batch, channels, height, width = input_shape
+        _, back, fan, needs_zero, _ = self._windows(height, width, self._offsets_first)
+        if needs_zero:  # pixels read by fewer than ``fan`` windows pad with a zero gradient
+            zero = xp.zeros((batch, channels, 1), dtype=grad.dtype, device=self._place.device)
+            grad = xp.concat([grad, zero], axis=2)
+        gathered = xp.take(grad, back, axis=2)
+        if fan > 1:
+            gathered = xp.sum(xp.reshape(gathered, (batch, channels, height * width, fan)), axis=3)
+        return xp.reshape(gathered, input_shape)
+
+    def _out_hw(self, height: int, width: int) -> tuple[int, int]:
+        return (output_size(height, self.window, self.stride, self.padding),
+                output_size(width, self.window, self.stride, self.padding))
+
+
+class Conv2D(_Windowed, _Parametrized):
+    """2-D cross-correlation: ``weights`` ``(out_channels, in_channels, k, k)``, ``bias`` ``(out_channels,)``.
+
+    Forward gathers every k x k patch of the batch at once ("im2col") and applies all filters with
+    one matrix product. Backward reuses those patches: ``d_weights`` is the correlation of the input
+    with the upstream gradient; the input gradient multiplies by the transposed filters and scatters
+    each patch back, which is the chapter's full convolution with the 180-degree rotated kernel.
+    """
+
+    _offsets_first = True  # patches laid out (channel, kernel offset, position) for the matmul
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, seed: int | None = 42,
+                 stride: int = 1, padding: int = 0) -> None:
+        super().__init__()
+        self.in_channels = _checks.positive_int(in_channels, "in_channels")
+        self.out_channels = _checks.positive_int(out_channels, "out_channels")
+        self.kernel_size = self.window = _checks.positive_int(kernel_size, "kernel_size")
+        self.stride = _checks.positive_int(stride, "stride")
+        self.padding = _checks.non_negative_int(padding, "padding")
+        self.reset_parameters(seed)
+        self._cols: Array | None = None
+
+    def reset_parameters(self, seed: int | None) -> None:
+        k = self.kernel_size
+        self._init_parameters(seed, self.in_channels * k * k,
+                              (self.out_channels, self.in_channels, k, k), self.out_channels)
+
+    def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
+        _checks.image_shape(shape, self.in_channels, self.kernel_size, self.padding, name, repr(self))
+        return (shape[0], self.out_channels) + self._out_hw(shape[2], shape[3])
+
+    def _forward(self, x: Array, xp: Any) -> Array:
+        batch, _, height, width = x.shape
+        out_h, out_w = self._out_hw(height, width)
+        taps = self.in_channels * self.kernel_size ** 2
+        self.last_input = x
+        self._cols = xp.reshape(self._gather(x, xp), (batch, taps, out_h * out_w))
+        filters = xp.reshape(self.weights, (self.out_channels, taps))
+        out = filters @ self._cols + xp.reshape(self.bias, (self.out_channels, 1))
+        return xp.reshape(out, (batch, self.out_channels, out_h, out_w))
+
+    def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array | None:
+        batch, _, out_h, out_w = d_output.shape
+        d_out = xp.reshape(d_output, (batch, self.out_channels, out_h * out_w))
+        self.d_bias = xp.sum(d_out, axis=(0, 2))
+        d_filters = xp.tensordot(d_out, self._cols, axes=([0, 2], [0, 2]))
+        self.d_weights = xp.reshape(d_filters, self.weights.shape)
+        if not input_grad:  # the first layer's input gradient is never used in training
+            return None
+        filters = xp.reshape(self.weights, (self.out_channels, -1))
+        d_cols = xp.matrix_transpose(filters) @ d_out  # (batch, in_channels*k*k, positions)
+        d_cols = xp.reshape(d_cols, (batch, self.in_channels, -1))
+        return self._scatter(d_cols, xp, tuple(self.last_input.shape))
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {n}={getattr(self, n)}" for n in ("stride", "padding")
+                        if getattr(self, n) != (1 if n == "stride" else 0))
+        return f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}{extra})"
+
+
+class ReLU(Layer):
+    """Element-wise ``max(0, x)``; the gradient passes where the input was positive."""
+
+    def _forward(self, x: Array, xp: Any) -> Array:
+        self.last_input = x
+        return xp.maximum(x, 0.0)
+
+    def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array:
+        return xp.where(self.last_input > 0.0, d_output, 0.0)
+
+
+class _Pool2D(_Windowed):
+    """Pooling over ``pool_size`` windows every ``stride`` pixels (default: non-overlapping).
+
+    Sizes that do not divide are floored, like the chapter: the last rows/columns are dropped.
+    """
+
+    _offsets_first = False  # windows laid out (position, window element): reduce the last axis
+
+    def __init__(self, pool_size: int = 2, stride: int | None = None) -> None:
+        super().__init__()
+        self.pool_size = self.window = _checks.positive_int(pool_size, "pool_size")
+        self.stride = self.pool_size if stride is None else _checks.positive_int(stride, "stride")
+
+    def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
+        _checks.image_shape(shape, None, self.pool_size, 0, name, repr(self))
+        return (shape[0], shape[1]) + self._out_hw(shape[2], shape[3])
+
+    def _pool(self, x: Array, xp: Any, reduce: Any) -> Array:
+        """Gather the windows of ``x`` and ``reduce`` each one (over the last axis)."""
+        batch, channels, height, width = x.shape
+        out_h, out_w = self._out_hw(height, width)
+        self.last_input = x
+        windows = xp.reshape(self._gather(x, xp),
+                             (batch, channels, out_h * out_w, self.pool_size ** 2))
+        return xp.reshape(reduce(windows), (batch, channels, out_h, out_w))
+
+    def _to_input(self, per_window: Array, xp: Any) -> Array:
+        """Scatter a ``(batch, channels, positions, window elements)`` array back onto the input."""
+        batch, channels = per_window.shape[:2]
+        flat = xp.reshape(per_window, (batch, channels, -1))
+        return self._scatter(flat, xp, tuple(self.last_input.shape))
+
+    def __repr__(self) -> str:
+        extra = "" if self.stride == self.pool_size else f", stride={self.stride}"
+        return f"{type(self).__name__}(pool_size={self.pool_size}{extra})"
+
+
+class MaxPool2D(_Pool2D):
+    """Maximum of each window; the gradient flows only to the element that won it.
+
+    The first maximum in a window wins ties (like ``argmax``). ``last_mask`` has the input's shape,
+    1 where an element won its window (with overlapping windows: the number of windows it won).
+    """
+
+    def __init__(self, pool_size: int = 2, stride: int | None = None) -> None:
+        super().__init__(pool_size, stride)
+        self._winner: Array | None = None
+
+    def _forward(self, x: Array, xp: Any) -> Array:
+        def max_and_winner(windows: Array) -> Array:
+            self._winner = xp.argmax(windows, axis=3)
+            return xp.max(windows, axis=3)
+        return self._pool(x, xp, max_and_winner)
+
+    def _won(self, xp: Any) -> Array:
+        """Boolean ``(batch, channels, positions, window elements)``: which element won."""
+        cached = self._index_cache.get("offsets")
+        if cached is None:
+            cached = self._index_cache["offsets"] = xp.arange(self.pool_size ** 2,
+                                                              device=self._place.device)
+        return xp.expand_dims(self._winner, axis=3) == cached
+
+    def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array:
+        batch, channels = d_output.shape[:2]
+        d_out = xp.reshape(d_output, (batch, channels, -1, 1))
+        return self._to_input(xp.where(self._won(xp), d_out, 0.0), xp)
+
+    @property
+    def last_mask(self) -> Array | None:
+        """Input-shaped mask of the last forward pass's winners (computed when asked for)."""
+        if self._winner is None:
+            return None
+        xp = self._place.xp
+        return self._to_input(xp.astype(self._won(xp), self.last_input.dtype), xp)
+
+
+class AvgPool2D(_Pool2D):
+    """Mean of each window; every element of a window receives ``1 / pool_size**2`` of its gradient."""
+
+    def _forward(self, x: Array, xp: Any) -> Array:
+        return self._pool(x, xp, lambda windows: xp.mean(windows, axis=3))
+
+    def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array:
+        batch, channels = d_output.shape[:2]
+        share = xp.reshape(d_output, (batch, channels, -1, 1)) / (self.pool_size ** 2)
+        return self._to_input(xp.broadcast_to(share, share.shape[:3] + (self.pool_size ** 2,)), xp)
+
+
+class Flatten(Layer):
+    """``(batch, channels, height, width) -> (batch, channels*height*width)``, and back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_shape: tuple[int, ...] | None = None
+
+    def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
+        if len(shape) < 2:
+            raise ValueError(f"{name}: Flatten expects at least 2 dimensions (batch, ...), got shape {shape}")
+        return (shape[0], math.prod(shape[1:]))
+
+    def _forward(self, x: Array, xp: Any) -> Array:
+        self.last_shape = tuple(x.shape)
+        self.last_input = x
+        return xp.reshape(x, (x.shape[0], -1))
+
+    def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array:
+        return xp.reshape(d_output, self.last_shape)
+
+
+class Dense(_Parametrized):
+    """Fully connected ``y = x @ weights + bias`` with ``weights`` ``(in_features, out_features)``."""
+
+    def __init__(self, in_features: int, out_features: int, seed: int | None = 42) -> None:
+        super().__init__()
+        self.in_features = _checks.positive_int(in_features, "in_features")
+        self.out_features = _checks.positive_int(out_features, "out_features")
+        self.reset_parameters(seed)
+
+    def reset_parameters(self, seed: int | None) -> None:
+        self._init_parameters(seed, self.in_features, (self.in_features, self.out_features),
+                              self.out_features)
+
+    def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
+        if len(shape) != 2 or shape[1] != self.in_features:
+            raise ValueError(f"{name}: {self!r} expects shape (batch, {self.in_features}), got {shape}")
+        if shape[0] < 1:
+            raise ValueError(f"{name}: expected a non-empty batch, got shape {shape}")
+        return (shape[0], self.out_features)
+
+    def _forward(self, x: Array, xp: Any) -> Array:
+        self.last_input = x
+        return x @ self.weights + self.bias
+
+    def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array | None:
+        self.d_weights = self.last_input.T @ d_output
+        self.d_bias = xp.sum(d_output, axis=0)
+        return d_output @ self.weights.T if input_grad else None
+
+    def __repr__(self) -> str:
+        return f"Dense({self.in_features}, {self.out_features})"

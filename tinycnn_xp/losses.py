@@ -1,0 +1,52 @@
+"""Softmax and the softmax cross-entropy loss with its gradient (the start of every backward pass)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _checks
+from ._xp import placement_of
+
+Array = Any
+
+
+def softmax(logits: Array) -> Array:
+    """Row-wise softmax of ``(batch, classes)`` logits, stable for extreme values.
+
+    Subtracting each row's maximum leaves the result unchanged and keeps ``exp`` from overflowing.
+    """
+    xp = _checks.floating_array(logits, "logits")
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (batch, classes), got {tuple(logits.shape)}")
+    return _softmax(logits, xp)
+
+
+def _softmax(logits: Array, xp: Any) -> Array:
+    exp_values = xp.exp(logits - xp.max(logits, axis=1, keepdims=True))
+    return exp_values / xp.sum(exp_values, axis=1, keepdims=True)
+
+
+def softmax_cross_entropy(logits: Array, targets: Array) -> tuple[Array, Array, Array]:
+    """Mean cross-entropy of ``softmax(logits)`` against integer ``targets``.
+
+    Returns ``(loss, probabilities, d_logits)``: ``loss`` is a 0-d array on the logits' device,
+    ``d_logits = (probabilities - one_hot(targets)) / batch`` its gradient with respect to the logits.
+    The true-class probability is clipped to ``[1e-12, 1]`` before the log, as in the chapter, so
+    the loss stays finite (at most ~27.6 per sample) however wrong the logits are.
+    """
+    xp = _checks.floating_array(logits, "logits")
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (batch, classes), got {tuple(logits.shape)}")
+    _checks.labels(targets, logits.shape[0], logits.shape[1], "targets", "logits")
+    _checks.same_place(targets, placement_of(logits), "targets")
+    return _softmax_cross_entropy(logits, targets, xp)
+
+
+def _softmax_cross_entropy(logits: Array, targets: Array, xp: Any) -> tuple[Array, Array, Array]:
+    probabilities = _softmax(logits, xp)
+    classes = xp.arange(logits.shape[1], device=targets.device)
+    one_hot = xp.astype(xp.expand_dims(targets, axis=1) == classes, logits.dtype)
+    true_class = xp.sum(probabilities * one_hot, axis=1)  # adds exact zeros: p[i, y_i] exactly
+    loss = -xp.mean(xp.log(xp.clip(true_class, 1e-12, 1.0)))
+    d_logits = (probabilities - one_hot) / targets.shape[0]
+    return loss, probabilities, d_logits
