@@ -9,7 +9,8 @@ from .data import CLASS_NAMES, PATTERNS, make_dataset_bundle
 from .gradcheck import check_gradients, numerical_gradient, relative_error
 from .layers import AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU
 from .losses import softmax, softmax_cross_entropy
-from .models import PRESETS, Sequential, TinyCNN, deep_cnn, make_model
+from .models import Sequential, TinyCNN
+from .presets import PRESETS, deep_cnn, make_model
 from ._xp import to_numpy
 
 __version__ = "0.1.0"

@@ -37,6 +37,13 @@ class Layer:
         self._place: Placement | None = None
         self._index_cache: dict = {}  # device-side index arrays, per input size
 
+    #: constructor arguments that rebuild this layer (``type(layer)(**layer.config())``).
+    config_names: tuple[str, ...] = ()
+
+    def config(self) -> dict[str, int]:
+        """The constructor arguments of this layer, e.g. for a checkpoint."""
+        return {name: getattr(self, name) for name in self.config_names}
+
     # -- shape contract ------------------------------------------------------------------------
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         """Output shape for an input of ``shape``; ``ValueError`` naming ``name`` if it does not fit."""
@@ -200,6 +207,7 @@ class Conv2D(_Windowed, _Parametrized):
     """
 
     _offsets_first = True  # patches laid out (channel, kernel offset, position) for the matmul
+    config_names = ("in_channels", "out_channels", "kernel_size", "stride", "padding")
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, seed: int | None = 42,
                  stride: int = 1, padding: int = 0) -> None:
@@ -268,6 +276,7 @@ class _Pool2D(_Windowed):
     """
 
     _offsets_first = False  # windows laid out (position, window element): reduce the last axis
+    config_names = ("pool_size", "stride")
 
     def __init__(self, pool_size: int = 2, stride: int | None = None) -> None:
         super().__init__()
@@ -372,6 +381,8 @@ class Flatten(Layer):
 
 class Dense(_Parametrized):
     """Fully connected ``y = x @ weights + bias`` with ``weights`` ``(in_features, out_features)``."""
+
+    config_names = ("in_features", "out_features")
 
     def __init__(self, in_features: int, out_features: int, seed: int | None = 42) -> None:
         super().__init__()

@@ -19,7 +19,7 @@ from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, _Parametrize
 from .losses import _softmax_cross_entropy
 from ._xp import Placement, on_device, placement_of, to_numpy
 
-__all__ = ["Sequential", "TinyCNN", "deep_cnn", "PRESETS", "make_model"]
+__all__ = ["Sequential", "TinyCNN"]
 
 Array = Any
 
@@ -182,7 +182,7 @@ class Sequential:
     # -- training ------------------------------------------------------------------------------
     def fit(self, x_train: Array, y_train: Array, x_val: Array, y_val: Array,
             epochs: int = 80, lr: float = 0.12, batch_size: int = 18, seed: int | None = 0, *,
-            momentum: float = 0.0, verbose: bool = True,
+            momentum: float = 0.0, verbose: bool = True, initial_epoch: int = 0,
             callback: Callable[[int, dict], None] | None = None) -> dict:
         """Mini-batch SGD over shuffled training data; returns the per-epoch history.
 
@@ -198,6 +198,10 @@ class Sequential:
         (``history['diverged_epoch']`` says which epoch). Ctrl-C stops after the current step and
         returns the history so far (``history['interrupted']``). ``callback(epoch, metrics)`` is
         called after every epoch; ``verbose`` prints the chapter's progress lines.
+
+        ``initial_epoch=k`` resumes a run: it trains epochs ``k .. epochs-1`` with the shuffles those
+        epochs would have had (the generator skips ``k`` permutations), so a run split in two (same
+        model state, e.g. from a checkpoint) gives the history of the run in one piece.
         """
         place = self._check_data(x_train, y_train, "x_train", "y_train")
         val_place = self._check_data(x_val, y_val, "x_val", "y_val")
@@ -205,6 +209,9 @@ class Sequential:
             raise ValueError(f"x_val is on {val_place} but x_train is on {place}; "
                              f"pass training and validation data on one library, device and dtype")
         epochs = _checks.non_negative_int(epochs, "epochs")
+        initial_epoch = _checks.non_negative_int(initial_epoch, "initial_epoch")
+        if initial_epoch > epochs:
+            raise ValueError(f"initial_epoch must be at most epochs ({epochs}), got {initial_epoch}")
         lr = _checks.learning_rate(lr)
         batch_size = _checks.positive_int(batch_size, "batch_size")
         momentum = _checks.momentum(momentum)
@@ -217,13 +224,15 @@ class Sequential:
         xp = place.xp
         rng = np.random.default_rng(seed)
         n_train = x_train.shape[0]
+        for _ in range(initial_epoch):  # the shuffles of the epochs already trained
+            rng.permutation(n_train)
         n_batches = math.ceil(n_train / batch_size)
         snapshot_at = set(SNAPSHOT_EPOCHS) | {epochs - 1}
         first_conv = next((layer for layer in self.layers if isinstance(layer, Conv2D)), None)
         history: dict = {"train_loss": [], "val_loss": [], "train_acc": [], "val_acc": [],
                          "kernel_snapshots": {}}
         with _StopOnInterrupt() as interrupt:
-            for epoch in range(epochs):
+            for epoch in range(initial_epoch, epochs):
                 if epoch in snapshot_at and first_conv is not None:
                     history["kernel_snapshots"][epoch] = to_numpy(first_conv.weights)
                 last_good = self._save_state(xp)
@@ -261,8 +270,8 @@ class Sequential:
                           f"train_acc={record['train_acc']:.1%}  val_acc={record['val_acc']:.1%}")
                 if callback is not None:
                     callback(epoch, record)
-        if epochs == 0 and first_conv is not None:
-            history["kernel_snapshots"][0] = to_numpy(first_conv.weights)
+        if epochs == initial_epoch and first_conv is not None:  # nothing trained: the current filters
+            history["kernel_snapshots"][epochs] = to_numpy(first_conv.weights)
         return history
 
     def _epoch_metrics(self, train_loss: Array, x_train: Array, y_train: Array, x_val: Array,
@@ -330,23 +339,3 @@ class TinyCNN(Sequential):
                            seed=seed + 1)
         super().__init__([self.conv, self.relu, self.pool, self.flatten, self.dense],
                          names=["conv", "relu", "pool", "flatten", "dense"], input_shape=(1, 8, 8))
-
-
-def deep_cnn(seed: int = 42, num_classes: int = 3) -> Sequential:
-    """Exercise 24.3: ``Conv2D(1,3,3) -> ReLU -> Conv2D(3,6,3) -> ReLU -> MaxPool(2) -> Flatten ->
-    Dense(24, num_classes)`` for 8x8 images (273 parameters with 3 classes)."""
-    return Sequential([Conv2D(1, 3, 3), ReLU(), Conv2D(3, 6, 3), ReLU(), MaxPool2D(2), Flatten(),
-                       Dense(24, num_classes)], seed=seed,
-                      names=["conv1", "relu1", "conv2", "relu2", "pool", "flatten", "dense"],
-                      input_shape=(1, 8, 8))
-
-
-#: Named model builders, ``builder(seed=..., num_classes=...)``, all for 1x8x8 images.
-PRESETS: dict[str, Callable[..., Sequential]] = {"tiny": TinyCNN, "deep": deep_cnn}
-
-
-def make_model(name: str, seed: int = 42, num_classes: int = 3) -> Sequential:
-    """Build the preset called ``name`` (see ``PRESETS``)."""
-    if name not in PRESETS:
-        raise ValueError(f"model must be one of {sorted(PRESETS)}, got {name!r}")
-    return PRESETS[name](seed=seed, num_classes=num_classes)
