@@ -12,7 +12,7 @@ training step pays for neither.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from array_api_compat import is_numpy_array
@@ -145,6 +145,17 @@ class _Parametrized(Layer):
         return int(sum(math.prod(getattr(self, name).shape) for name in self.param_names))
 
 
+class _WindowMaps(NamedTuple):
+    """Everything a windowed layer needs for one input size, on the layer's device."""
+
+    gather: Array            # flat pixel index of every (window element, position)
+    scatter: Array           # the transposed map: window slots that read each pixel
+    fan: int                 # window slots per pixel in ``scatter`` (1 for non-overlapping pools)
+    scatter_pads: bool       # ``scatter`` uses the zero slot (pixels read by fewer windows)
+    gather_pads: bool        # ``gather`` reads the zero padding slot
+    out_hw: tuple[int, int]  # output height and width
+
+
 class _Windowed(Layer):
     """Shared machinery of convolution and pooling: windows by one gather, and its transpose."""
 
@@ -152,44 +163,43 @@ class _Windowed(Layer):
     stride: int
     padding: int = 0
 
-    def _windows(self, height: int, width: int, batch_first_offsets: bool) -> tuple:
+    def _windows(self, height: int, width: int) -> _WindowMaps:
         """Device index arrays for this input size (built on the host once, moved once)."""
         key = (height, width)
         cached = self._index_cache.get(key)
         if cached is None:
+            # (window element, position): reductions over a window run along a middle axis with
+            # long contiguous rows, far faster than along a short last axis.
             index = window_index(height, width, self.window, self.stride, self.padding)
-            if not batch_first_offsets:
-                index = index.T  # (positions, window elements): reductions over the last axis
             back = transpose_index(index, height * width)
             place = self._place
-            cached = (on_device(index.ravel(), place),            # gather of all windows
-                      on_device(back.ravel(), place),             # its transpose
-                      back.shape[1],                              # inputs read per pixel
-                      bool(np.any(back == index.size)),           # needs the zero slot
-                      bool(np.any(index == height * width)))      # reads zero padding
+            cached = _WindowMaps(on_device(index.ravel(), place), on_device(back.ravel(), place),
+                                 back.shape[1], bool(np.any(back == index.size)),
+                                 bool(np.any(index == height * width)), self._out_hw(height, width))
             self._index_cache[key] = cached
         return cached
 
     def _gather(self, x: Array, xp: Any) -> Array:
         """All windows of ``x``: ``(batch, channels, height, width) -> (batch, channels, n)``."""
         batch, channels, height, width = x.shape
-        index, _, _, _, reads_padding = self._windows(height, width, self._offsets_first)
+        maps = self._windows(height, width)
         flat = xp.reshape(x, (batch, channels, height * width))
-        if reads_padding:  # one zero slot per image stands for the whole zero border
+        if maps.gather_pads:  # one zero slot per image stands for the whole zero border
             zero = xp.zeros((batch, channels, 1), dtype=x.dtype, device=self._place.device)
             flat = xp.concat([flat, zero], axis=2)
-        return xp.take(flat, index, axis=2)
+        return xp.take(flat, maps.gather, axis=2)
 
     def _scatter(self, grad: Array, xp: Any, input_shape: tuple[int, ...]) -> Array:
         """Backward of ``_gather``: sum each window element's gradient onto the pixel it read."""
         batch, channels, height, width = input_shape
-        _, back, fan, needs_zero, _ = self._windows(height, width, self._offsets_first)
-        if needs_zero:  # pixels read by fewer than ``fan`` windows pad with a zero gradient
+        maps = self._windows(height, width)
+        if maps.scatter_pads:  # pixels read by fewer than ``fan`` windows pad with a zero gradient
             zero = xp.zeros((batch, channels, 1), dtype=grad.dtype, device=self._place.device)
             grad = xp.concat([grad, zero], axis=2)
-        gathered = xp.take(grad, back, axis=2)
-        if fan > 1:
-            gathered = xp.sum(xp.reshape(gathered, (batch, channels, height * width, fan)), axis=3)
+        gathered = xp.take(grad, maps.scatter, axis=2)
+        if maps.fan > 1:
+            gathered = xp.sum(xp.reshape(gathered, (batch, channels, height * width, maps.fan)),
+                              axis=3)
         return xp.reshape(gathered, input_shape)
 
     def _out_hw(self, height: int, width: int) -> tuple[int, int]:
@@ -206,7 +216,6 @@ class Conv2D(_Windowed, _Parametrized):
     each patch back, which is the chapter's full convolution with the 180-degree rotated kernel.
     """
 
-    _offsets_first = True  # patches laid out (channel, kernel offset, position) for the matmul
     config_names = ("in_channels", "out_channels", "kernel_size", "stride", "padding")
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, seed: int | None = 42,
@@ -231,19 +240,20 @@ class Conv2D(_Windowed, _Parametrized):
 
     def _forward(self, x: Array, xp: Any) -> Array:
         batch, _, height, width = x.shape
-        out_h, out_w = self._out_hw(height, width)
+        out_h, out_w = self._windows(height, width).out_hw
         taps = self.in_channels * self.kernel_size ** 2
         self.last_input = x
         self._cols = xp.reshape(self._gather(x, xp), (batch, taps, out_h * out_w))
         filters = xp.reshape(self.weights, (self.out_channels, taps))
-        out = filters @ self._cols + xp.reshape(self.bias, (self.out_channels, 1))
+        out = filters @ self._cols + self.bias[:, None]
         return xp.reshape(out, (batch, self.out_channels, out_h, out_w))
 
     def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array | None:
         batch, _, out_h, out_w = d_output.shape
         d_out = xp.reshape(d_output, (batch, self.out_channels, out_h * out_w))
         self.d_bias = xp.sum(d_out, axis=(0, 2))
-        d_filters = xp.tensordot(d_out, self._cols, axes=([0, 2], [0, 2]))
+        # sum over the batch of d_out_b @ cols_b^T: one batched matmul, no transposed copies
+        d_filters = xp.sum(d_out @ xp.matrix_transpose(self._cols), axis=0)
         self.d_weights = xp.reshape(d_filters, self.weights.shape)
         if not input_grad:  # the first layer's input gradient is never used in training
             return None
@@ -266,7 +276,8 @@ class ReLU(Layer):
         return xp.maximum(x, 0.0)
 
     def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array:
-        return xp.where(self.last_input > 0.0, d_output, 0.0)
+        # The chapter's d * (x > 0): the gradient at exactly 0 is 0, and NaN still propagates.
+        return d_output * xp.astype(self.last_input > 0.0, d_output.dtype)
 
 
 class _Pool2D(_Windowed):
@@ -275,7 +286,6 @@ class _Pool2D(_Windowed):
     Sizes that do not divide are floored, like the chapter: the last rows/columns are dropped.
     """
 
-    _offsets_first = False  # windows laid out (position, window element): reduce the last axis
     config_names = ("pool_size", "stride")
 
     def __init__(self, pool_size: int = 2, stride: int | None = None) -> None:
@@ -288,18 +298,18 @@ class _Pool2D(_Windowed):
         return (shape[0], shape[1]) + self._out_hw(shape[2], shape[3])
 
     def _pool(self, x: Array, xp: Any, reduce: Any) -> Array:
-        """Gather the windows of ``x`` and ``reduce`` each one (over the last axis)."""
+        """Gather the windows of ``x`` and ``reduce`` each one (over axis 2)."""
         batch, channels, height, width = x.shape
-        out_h, out_w = self._out_hw(height, width)
+        out_h, out_w = self._windows(height, width).out_hw
         self.last_input = x
         windows = xp.reshape(self._gather(x, xp),
-                             (batch, channels, out_h * out_w, self.pool_size ** 2))
+                             (batch, channels, self.pool_size ** 2, out_h * out_w))
         return xp.reshape(reduce(windows), (batch, channels, out_h, out_w))
 
-    def _to_input(self, per_window: Array, xp: Any) -> Array:
-        """Scatter a ``(batch, channels, positions, window elements)`` array back onto the input."""
-        batch, channels = per_window.shape[:2]
-        flat = xp.reshape(per_window, (batch, channels, -1))
+    def _to_input(self, per_element: Array, xp: Any) -> Array:
+        """Scatter ``(batch, channels, window element, position)`` values back onto the input."""
+        batch, channels = per_element.shape[:2]
+        flat = xp.reshape(per_element, (batch, channels, -1))
         return self._scatter(flat, xp, tuple(self.last_input.shape))
 
     def __repr__(self) -> str:
@@ -316,46 +326,56 @@ class MaxPool2D(_Pool2D):
 
     def __init__(self, pool_size: int = 2, stride: int | None = None) -> None:
         super().__init__(pool_size, stride)
-        self._winner: Array | None = None
+        self._windows_and_max: tuple[Array, Array] | None = None
 
     def _forward(self, x: Array, xp: Any) -> Array:
-        def max_and_winner(windows: Array) -> Array:
-            self._winner = xp.argmax(windows, axis=3)
-            return xp.max(windows, axis=3)
-        return self._pool(x, xp, max_and_winner)
+        def window_max(windows: Array) -> Array:
+            best = xp.max(windows, axis=2)
+            self._windows_and_max = (windows, best)
+            return best
+        return self._pool(x, xp, window_max)
 
-    def _won(self, xp: Any) -> Array:
-        """Boolean ``(batch, channels, positions, window elements)``: which element won."""
-        cached = self._index_cache.get("offsets")
-        if cached is None:
-            cached = self._index_cache["offsets"] = xp.arange(self.pool_size ** 2,
-                                                              device=self._place.device)
-        return xp.expand_dims(self._winner, axis=3) == cached
+    def _winners(self, xp: Any) -> Array:
+        """Boolean ``(batch, channels, window element, position)``: the first maximum of each window.
+
+        A loop over window offsets with boolean ops: ``argmax`` would do, but is many times slower
+        on every library we measured, and ties (all-zero windows after a ReLU are common) must go
+        to the first maximum only, or the gradient would be counted twice.
+        """
+        windows, best = self._windows_and_max
+        is_max = windows == best[:, :, None, :]
+        taken = is_max[:, :, 0, :]
+        firsts = [taken]
+        for k in range(1, self.pool_size ** 2):
+            firsts.append(is_max[:, :, k, :] & ~taken)
+            taken = taken | is_max[:, :, k, :]
+        return xp.stack(firsts, axis=2)
 
     def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array:
         batch, channels = d_output.shape[:2]
-        d_out = xp.reshape(d_output, (batch, channels, -1, 1))
-        return self._to_input(xp.where(self._won(xp), d_out, 0.0), xp)
+        d_out = xp.reshape(d_output, (batch, channels, 1, -1))
+        return self._to_input(xp.astype(self._winners(xp), d_out.dtype) * d_out, xp)
 
     @property
     def last_mask(self) -> Array | None:
         """Input-shaped mask of the last forward pass's winners (computed when asked for)."""
-        if self._winner is None:
+        if self._windows_and_max is None:
             return None
         xp = self._place.xp
-        return self._to_input(xp.astype(self._won(xp), self.last_input.dtype), xp)
+        return self._to_input(xp.astype(self._winners(xp), self.last_input.dtype), xp)
 
 
 class AvgPool2D(_Pool2D):
     """Mean of each window; every element of a window receives ``1 / pool_size**2`` of its gradient."""
 
     def _forward(self, x: Array, xp: Any) -> Array:
-        return self._pool(x, xp, lambda windows: xp.mean(windows, axis=3))
+        return self._pool(x, xp, lambda windows: xp.mean(windows, axis=2))
 
     def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array:
         batch, channels = d_output.shape[:2]
-        share = xp.reshape(d_output, (batch, channels, -1, 1)) / (self.pool_size ** 2)
-        return self._to_input(xp.broadcast_to(share, share.shape[:3] + (self.pool_size ** 2,)), xp)
+        share = xp.reshape(d_output, (batch, channels, 1, -1)) / (self.pool_size ** 2)
+        elements = (batch, channels, self.pool_size ** 2, share.shape[3])
+        return self._to_input(xp.broadcast_to(share, elements), xp)
 
 
 class Flatten(Layer):
