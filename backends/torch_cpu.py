@@ -22,6 +22,10 @@ def unavailable() -> str | None:
 
 def namespace():
     import array_api_compat.torch
+    import torch
+    # One thread: the suite's arrays are tiny, and on a small shared machine torch's own thread
+    # pool oversubscribes the cores (a 30-epoch fit: 0.4 s with one thread, 4.8 s with two).
+    torch.set_num_threads(1)
     return array_api_compat.torch
 
 

@@ -35,6 +35,7 @@ def backend(request):
         if module.NAME == "cupy" and os.environ.get("TINYCNN_REQUIRE_GPU") == "1":
             pytest.fail(f"TINYCNN_REQUIRE_GPU=1 but the CuPy backend cannot run: {reason}")
         pytest.skip(f"backend {module.NAME} unavailable: {reason}")
+    module.namespace()  # import it once, with its settings (e.g. torch's thread count)
     return module
 
 

@@ -11,6 +11,7 @@ from .layers import AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU
 from .losses import softmax, softmax_cross_entropy
 from .models import Sequential, TinyCNN
 from .presets import PRESETS, deep_cnn, make_model
+from .sweep import learning_rate_sweep
 from ._xp import to_numpy
 
 __version__ = "0.1.0"
@@ -18,6 +19,6 @@ __version__ = "0.1.0"
 __all__ = [
     "AvgPool2D", "CLASS_NAMES", "Conv2D", "Dense", "Flatten", "Layer", "MaxPool2D", "PATTERNS",
     "PRESETS", "ReLU", "Sequential", "TinyCNN", "check_gradients", "deep_cnn",
-    "make_dataset_bundle", "make_model", "numerical_gradient", "relative_error", "softmax",
+    "learning_rate_sweep", "make_dataset_bundle", "make_model", "numerical_gradient", "relative_error", "softmax",
     "softmax_cross_entropy", "to_numpy",
 ]

@@ -23,6 +23,13 @@ class Placement:
     def __init__(self, xp: Any, device: Any, dtype: Any):
         self.xp, self.device, self.dtype = xp, device, dtype
 
+    # Immutable, and it holds a module (which cannot be copied): copies of a model share it.
+    def __copy__(self) -> "Placement":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "Placement":
+        return self
+
     def same_place(self, other: "Placement") -> bool:
         # Devices are compared with ==, never hashed: CuPy devices are not hashable.
         return self.xp is other.xp and self.device == other.device

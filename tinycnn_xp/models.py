@@ -259,9 +259,11 @@ class Sequential:
                 if not all(math.isfinite(value) for value in record.values()):
                     self._restore_state(last_good)
                     history["diverged_epoch"] = epoch
+                    restored = (f"the end of epoch {epoch - 1}" if epoch > initial_epoch
+                                else f"their values before epoch {epoch}")
                     warnings.warn(f"training diverged at epoch {epoch} with lr={lr}: the loss is no "
-                                  f"longer finite; parameters restored to the end of epoch "
-                                  f"{epoch - 1}", RuntimeWarning, stacklevel=2)
+                                  f"longer finite; parameters restored to {restored}",
+                                  RuntimeWarning, stacklevel=2)
                     break
                 for key, value in record.items():
                     history[key].append(value)
