@@ -29,3 +29,10 @@ def tests(session: nox.Session, backend: str) -> None:
     session.install("-e", ".[test]", *module.REQUIREMENTS)
     session.run("pytest", f"--backend={backend}", "-ra", *session.posargs,
                 env={"TINYCNN_REQUIRE_GPU": os.environ.get("TINYCNN_REQUIRE_GPU", "")})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """``nox -s bench [-- --repeats 7 --json out.json]``: the speed/memory table (not in a plain ``nox``)."""
+    session.install(".[test]", "torch==2.13.0")
+    session.run("python", "-m", "tinycnn_xp.bench", *session.posargs)

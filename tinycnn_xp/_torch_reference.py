@@ -1,0 +1,98 @@
+"""The benchmark's PyTorch baseline: a tinycnn_xp model's twin in PyTorch eager mode, on the CPU.
+
+``twin(model, dtype)`` builds the same layers as ``torch.nn`` modules holding a copy of the
+model's current parameters; ``fit`` is the library's ``fit`` loop (same shuffles from
+``numpy.random.default_rng(seed)``, same batches, same per-epoch metrics, one host transfer per
+epoch) with autograd and ``torch.optim.SGD``; ``train_step`` is one forward + backward + update.
+torch is imported inside the functions, so importing this module never needs it. Not public API.
+
+The loss is ``torch.nn.functional.cross_entropy``; the library clips the true-class probability
+at 1e-12 before the log, which changes nothing unless a probability falls below 1e-12.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._xp import to_numpy
+
+
+def twin(model: Any, dtype: str = "float64") -> Any:
+    """A ``torch.nn.Sequential`` with ``model``'s layers and a copy of its parameters, on the CPU."""
+    import torch
+    from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+
+    kind = getattr(torch, dtype)  # parameters made in this dtype: copies into float32 would round
+    modules = []
+    for layer in model.layers:
+        if isinstance(layer, Conv2D):
+            module = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                                     stride=layer.stride, padding=layer.padding, dtype=kind)
+            weights = to_numpy(layer.weights)
+        elif isinstance(layer, Dense):
+            module = torch.nn.Linear(layer.in_features, layer.out_features, dtype=kind)
+            weights = to_numpy(layer.weights).T  # torch keeps (out_features, in_features)
+        elif isinstance(layer, MaxPool2D):
+            module = torch.nn.MaxPool2d(layer.pool_size, stride=layer.stride)
+        elif isinstance(layer, ReLU):
+            module = torch.nn.ReLU()
+        elif isinstance(layer, Flatten):
+            module = torch.nn.Flatten()
+        else:
+            raise TypeError(f"no PyTorch twin for {type(layer).__name__}")
+        if isinstance(layer, (Conv2D, Dense)):
+            with torch.no_grad():
+                module.weight.copy_(torch.from_numpy(np.ascontiguousarray(weights)))
+                module.bias.copy_(torch.from_numpy(to_numpy(layer.bias)))
+        modules.append(module)
+    return torch.nn.Sequential(*modules)
+
+
+def tensor(host: np.ndarray, dtype: str | None = None) -> Any:
+    """A CPU tensor copy of a host array (cast to ``dtype`` if given)."""
+    import torch
+    if dtype is not None:
+        host = host.astype(dtype)
+    return torch.asarray(np.array(host, copy=True))
+
+
+def train_step(net: Any, optimizer: Any, x: Any, y: Any) -> Any:
+    """Forward, cross-entropy, backward, SGD update; returns the (device) loss."""
+    import torch.nn.functional as F
+    optimizer.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(net(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def fit(net: Any, x_train: Any, y_train: Any, x_val: Any, y_val: Any, epochs: int = 80,
+        lr: float = 0.12, batch_size: int = 18, seed: int = 0) -> dict:
+    """The library's ``fit`` loop in PyTorch; returns the four per-epoch metric lists."""
+    import torch
+    import torch.nn.functional as F
+
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    n_train = x_train.shape[0]
+    n_batches = -(-n_train // batch_size)
+    history: dict = {"train_loss": [], "val_loss": [], "train_acc": [], "val_acc": []}
+    for _ in range(epochs):
+        order = torch.from_numpy(rng.permutation(n_train))
+        x_epoch, y_epoch = x_train[order], y_train[order]
+        total = torch.zeros((), dtype=x_train.dtype)
+        for start in range(0, n_train, batch_size):
+            loss = train_step(net, optimizer, x_epoch[start:start + batch_size],
+                              y_epoch[start:start + batch_size])
+            total += loss.detach()
+        with torch.no_grad():
+            train_acc = (net(x_train).argmax(dim=1) == y_train).to(x_train.dtype).mean()
+            val_logits = net(x_val)
+            val_loss = F.cross_entropy(val_logits, y_val)
+            val_acc = (val_logits.argmax(dim=1) == y_val).to(x_train.dtype).mean()
+            values = torch.stack([total / n_batches, val_loss, train_acc, val_acc]).tolist()
+        for key, value in zip(("train_loss", "val_loss", "train_acc", "val_acc"), values):
+            history[key].append(value)
+    return history
