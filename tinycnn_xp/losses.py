@@ -42,13 +42,19 @@ def softmax_cross_entropy(logits: Array, targets: Array) -> tuple[Array, Array, 
     return _softmax_cross_entropy(logits, targets, xp)
 
 
+def _one_hot(labels: Array, classes: int, dtype: Any, xp: Any) -> Array:
+    """``(batch,)`` integer labels -> ``(batch, classes)`` one-hot rows of ``dtype``."""
+    return xp.astype(labels[:, None] == xp.arange(classes, device=labels.device), dtype)
+
+
 def _softmax_cross_entropy(logits: Array, targets: Array, xp: Any) -> tuple[Array, Array, Array]:
+    """``targets``: integer labels ``(batch,)``, or their one-hot rows ``(batch, classes)``
+    (``fit`` encodes its labels once, not at every step)."""
+    one_hot = targets if targets.ndim == 2 else _one_hot(targets, logits.shape[1], logits.dtype, xp)
     probabilities = _softmax(logits, xp)
-    classes = xp.arange(logits.shape[1], device=targets.device)
-    one_hot = xp.astype(targets[:, None] == classes, logits.dtype)
     true_class = xp.sum(probabilities * one_hot, axis=1)  # adds exact zeros: p[i, y_i] exactly
     # The chapter clips to [1e-12, 1]; probabilities never exceed 1, so the lower bound is all
     # that acts (and maximum is much cheaper than clip in some wrappers).
     loss = -xp.mean(xp.log(xp.maximum(true_class, 1e-12)))
-    d_logits = (probabilities - one_hot) / targets.shape[0]
+    d_logits = (probabilities - one_hot) / one_hot.shape[0]
     return loss, probabilities, d_logits

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _checks
 from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, _Parametrized
-from .losses import _softmax_cross_entropy
+from .losses import _one_hot, _softmax_cross_entropy
 from ._xp import Placement, on_device, placement_of, to_numpy
 
 __all__ = ["Sequential", "TinyCNN"]
@@ -229,6 +229,8 @@ class Sequential:
         n_batches = math.ceil(n_train / batch_size)
         snapshot_at = set(SNAPSHOT_EPOCHS) | {epochs - 1}
         first_conv = next((layer for layer in self.layers if isinstance(layer, Conv2D)), None)
+        classes = self.output_shape(tuple(x_train.shape))[1]
+        targets = _one_hot(y_train, classes, place.dtype, xp)  # encoded once, not at every step
         history: dict = {"train_loss": [], "val_loss": [], "train_acc": [], "val_acc": [],
                          "kernel_snapshots": {}}
         with _StopOnInterrupt() as interrupt:
@@ -239,11 +241,11 @@ class Sequential:
                 # One host permutation, moved once; batches are slices of the device copy.
                 order = on_device(rng.permutation(n_train), place)
                 x_epoch = xp.take(x_train, order, axis=0)
-                y_epoch = xp.take(y_train, order, axis=0)
+                y_epoch = xp.take(targets, order, axis=0)
                 total = None
                 for start in range(0, n_train, batch_size):
                     stop = min(start + batch_size, n_train)  # out-of-range stops are not standard
-                    loss, _, _ = self._loss_and_grad(x_epoch[start:stop, ...], y_epoch[start:stop],
+                    loss, _, _ = self._loss_and_grad(x_epoch[start:stop, ...], y_epoch[start:stop, ...],
                                                      xp, input_grad=False)
                     self._step(lr, momentum)
                     total = loss if total is None else total + loss
