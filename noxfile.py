@@ -26,7 +26,8 @@ def tests(session: nox.Session, backend: str) -> None:
         if backend == "cupy" and os.environ.get("TINYCNN_REQUIRE_GPU") == "1":
             session.error(f"TINYCNN_REQUIRE_GPU=1 but {backend} cannot run here: {reason}")
         session.skip(f"backend {backend} unavailable: {reason}")
-    session.install("-e", ".[test]", *module.REQUIREMENTS)
+    # The optional extras too, so the figure, progress and digits tests run rather than skip.
+    session.install("-e", ".[test,plot,progress,digits]", *module.REQUIREMENTS)
     session.run("pytest", f"--backend={backend}", "-ra", *session.posargs,
                 env={"TINYCNN_REQUIRE_GPU": os.environ.get("TINYCNN_REQUIRE_GPU", "")})
 

@@ -10,7 +10,7 @@ from .gradcheck import check_gradients, numerical_gradient, relative_error
 from .layers import AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU
 from .losses import softmax, softmax_cross_entropy
 from .models import Sequential, TinyCNN
-from .presets import PRESETS, deep_cnn, make_model
+from .presets import PRESETS, deep_cnn, make_model, vgg_cnn
 from .sweep import learning_rate_sweep
 from ._xp import to_numpy
 
@@ -20,5 +20,5 @@ __all__ = [
     "AvgPool2D", "CLASS_NAMES", "Conv2D", "Dense", "Flatten", "Layer", "MaxPool2D", "PATTERNS",
     "PRESETS", "ReLU", "Sequential", "TinyCNN", "check_gradients", "deep_cnn",
     "learning_rate_sweep", "make_dataset_bundle", "make_model", "numerical_gradient", "relative_error", "softmax",
-    "softmax_cross_entropy", "to_numpy",
+    "softmax_cross_entropy", "to_numpy", "vgg_cnn",
 ]

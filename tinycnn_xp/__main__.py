@@ -1,5 +1,8 @@
+"""``python -m tinycnn_xp``: the same command line as ``tinycnn-xp``."""
+
 import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -77,13 +77,12 @@ class Layer:
         _checks.compatible(self._place, place, type(self).__name__)
 
     def _move_to(self, place: Placement) -> None:
+        def moved(value: Array) -> Array:
+            return on_device(value if is_numpy_array(value) else to_numpy(value), place, place.dtype)
         for name in self.param_names:
-            for attr in (name, "d_" + name):
-                value = getattr(self, attr)
-                host = value if is_numpy_array(value) else to_numpy(value)
-                setattr(self, attr, on_device(host, place, place.dtype))
-            if name in self.velocity:
-                self.velocity[name] = on_device(np.zeros(getattr(self, name).shape), place, place.dtype)
+            setattr(self, name, moved(getattr(self, name)))
+            setattr(self, "d_" + name, moved(getattr(self, "d_" + name)))
+            self.velocity[name] = moved(self.velocity[name])
         self._place = place
         self._index_cache = {}
 

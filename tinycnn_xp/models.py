@@ -298,6 +298,20 @@ class Sequential:
         for array, copy in saved:
             array[...] = copy  # in place: references to the parameters stay valid
 
+    # -- checkpoints ---------------------------------------------------------------------------
+    def save(self, path: Any, history: dict | None = None, *, meta: dict | None = None) -> Any:
+        """Architecture, weights, momentum state, dtype and ``history`` in one ``.npz``
+        (atomic write; see ``tinycnn_xp.checkpoint``). Returns the path written."""
+        from . import checkpoint  # lazy: checkpoint imports this module
+        return checkpoint.save(self, path, history, meta=meta)
+
+    @staticmethod
+    def load(path: Any, xp: Any = None, device: Any = None, dtype: Any = None) -> "Sequential":
+        """The model saved at ``path``, on ``xp``/``device`` (default NumPy) in ``dtype`` (default
+        the saved one); a TinyCNN comes back as a TinyCNN."""
+        from . import checkpoint
+        return checkpoint.load(path, xp=xp, device=device, dtype=dtype)
+
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"{type(self).__name__}([{inner}])"
