@@ -23,7 +23,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from . import checkpoint
+from . import _checks, checkpoint
 from .data import CLASS_NAMES, make_dataset_bundle
 from .models import SNAPSHOT_EPOCHS, Sequential
 from .presets import PRESETS, make_model
@@ -432,37 +432,28 @@ def _bench(argv: list[str]) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------------
-def _int_at_least(low: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
+def _flag(convert: Callable[[str], Any], check: Callable[[Any, str], Any],
+          expected: str) -> Callable[[str], Any]:
+    """An argparse ``type`` that converts the text, then applies the library's own check."""
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
-        return value
-    parse.__name__ = f"integer >= {low}"
+            return check(convert(text), "value")
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    parse.__name__ = expected
     return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def at_least(value: int, name: str) -> int:
+        if value < low:
+            raise ValueError(name)
+        return value
+    return _flag(int, at_least, f"an integer >= {low}")
 
 
-def _momentum(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
+_positive_float = _flag(float, _checks.learning_rate, "a positive number")
+_momentum = _flag(float, _checks.momentum, "a number in [0, 1)")
 
 
 def _add_placement(parser: argparse.ArgumentParser, dtype: bool = True) -> None:
