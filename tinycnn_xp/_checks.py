@@ -13,7 +13,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device, is_array_api_obj
 
-from ._xp import Placement, describe, dtype_name
+from ._xp import Placement, describe, describe_namespace, dtype_name
 
 
 def positive_int(value: Any, name: str) -> int:
@@ -32,12 +32,22 @@ def _int_at_least(value: Any, name: str, low: int) -> int:
     return int(value)
 
 
+def seed(value: Any, name: str = "seed") -> int | None:
+    """``None`` (fresh entropy) or an integer >= 0, as ``numpy.random.default_rng`` takes it."""
+    return None if value is None else non_negative_int(value, name)
+
+
+def positive_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive finite number, got {value!r} "
+                        f"({type(value).__name__})")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
 def learning_rate(lr: Any, name: str = "lr") -> float:
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise TypeError(f"{name} must be a positive finite number, got {lr!r} ({type(lr).__name__})")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {lr!r}")
-    return float(lr)
+    return positive_number(lr, name)
 
 
 def momentum(beta: Any, name: str = "momentum") -> float:
@@ -67,7 +77,29 @@ def floating_array(x: Any, name: str) -> Any:
 def finite(x: Any, xp: Any, name: str) -> None:
     """Reject NaN or infinite entries (one reduction and one host read per public call)."""
     if not bool(xp.all(xp.isfinite(x))):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        # Counted only on the error path: the check itself is one reduction and one host read.
+        bad = int(xp.sum(xp.astype(xp.logical_not(xp.isfinite(x)), xp.int64)))
+        raise ValueError(f"{name} must hold finite numbers, got {bad} NaN or infinite "
+                         f"value(s) in shape {tuple(x.shape)}")
+
+
+def logits(x: Any, name: str = "logits") -> Any:
+    """A finite ``(batch, classes)`` floating array with at least one row and one class."""
+    xp = floating_array(x, name)
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (batch, classes) with batch >= 1 and "
+                         f"classes >= 1, got shape {tuple(x.shape)}")
+    finite(x, xp, name)
+    return xp
+
+
+def image_size(shape: Any, name: str = "input_shape") -> tuple[int, int, int]:
+    """A ``(channels, height, width)`` tuple of positive integers."""
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{name} must be a tuple (channels, height, width), got {shape!r}")
+    if len(shape) != 3:
+        raise ValueError(f"{name} must be (channels, height, width), got {shape!r}")
+    return tuple(positive_int(value, name) for value in shape)
 
 
 def labels(y: Any, batch: int, num_classes: int, name: str = "y", images: str = "x") -> None:
@@ -92,6 +124,9 @@ def image_shape(shape: tuple[int, ...], channels: int | None, window: int, paddi
         raise ValueError(f"{name}: {layer} expects a 4-D array {expect}, got shape {shape}")
     if shape[0] < 1:
         raise ValueError(f"{name}: expected a non-empty batch, got shape {shape}")
+    if min(shape[1:]) < 1:  # an empty image has no window, however large the padding
+        raise ValueError(f"{name}: {layer} expects at least one channel, row and column "
+                         f"{expect}, got shape {shape}")
     if channels is not None and shape[1] != channels:
         raise ValueError(f"{name}: {layer} expects {channels} input channel(s) {expect}, "
                          f"got {shape[1]} (shape {shape})")
@@ -101,17 +136,23 @@ def image_shape(shape: tuple[int, ...], channels: int | None, window: int, paddi
 
 
 def same_place(x: Any, place: Placement, name: str) -> None:
+    """``x`` lives on the library and device of ``place`` (any dtype: labels are integers)."""
     if array_namespace(x) is not place.xp or device(x) != place.device:
-        raise ValueError(f"{name} is a {describe(x)}, but the model lives on {place}; "
-                         f"move it there first")
+        where = f"{describe_namespace(place.xp)} on {place.device!r}"
+        raise ValueError(f"{name} must live on {where}, like the other inputs, got a "
+                         f"{describe(x)}; move it there first")
 
 
-def compatible(current: Placement, new: Placement, owner: str) -> None:
-    """A model placed on ``current`` accepts inputs from the same library, device and dtype only."""
+def compatible(current: Placement, new: Placement, owner: str, name: str | None = None) -> None:
+    """A model placed on ``current`` accepts inputs from the same library, device and dtype only.
+
+    ``name`` is the argument that brought ``new`` (``"x"``, ``"x_val"``, ...), for the message.
+    """
+    what = name if name is not None else "an input"
     if not current.same_place(new):
-        raise ValueError(f"{owner} lives on {current}, got an input on {new}; "
+        raise ValueError(f"{owner} lives on {current}, got {what} on {new}; "
                          f"pass arrays of one library and device, or save and load the model")
     if current.dtype != new.dtype:
-        raise TypeError(f"{owner} has {dtype_name(current.dtype)} parameters, got a "
-                        f"{dtype_name(new.dtype)} input; cast the input to "
+        raise TypeError(f"{owner} has {dtype_name(current.dtype)} parameters, got {what} of "
+                        f"dtype {dtype_name(new.dtype)}; cast {name or 'the input'} to "
                         f"{dtype_name(current.dtype)}")

@@ -48,7 +48,8 @@ def make_dataset_bundle(train_per_class: int = 60, val_per_class: int = 30, size
     if size < 4:
         raise ValueError(f"size must be at least 4 (room for a pattern and its shifts), got {size}")
     _checks.non_negative_int(seed, "seed")
-    if isinstance(class_names, str) or not all(isinstance(name, str) for name in class_names):
+    if (isinstance(class_names, str) or not isinstance(class_names, Sequence)
+            or not all(isinstance(name, str) for name in class_names)):
         raise TypeError(f"class_names must be a sequence of class names, got {class_names!r}")
     class_names = tuple(class_names)
     unknown = [name for name in class_names if name not in PATTERNS]

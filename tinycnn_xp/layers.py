@@ -47,26 +47,36 @@ class Layer:
     # -- shape contract ------------------------------------------------------------------------
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         """Output shape for an input of ``shape``; ``ValueError`` naming ``name`` if it does not fit."""
+        if len(shape) < 1 or shape[0] < 1:
+            raise ValueError(f"{name}: {type(self).__name__} expects a non-empty batch (batch, ...), "
+                             f"got shape {shape}")
         return tuple(shape)
 
     # -- public API ----------------------------------------------------------------------------
     def forward(self, x: Array) -> Array:
-        _checks.floating_array(x, "x")
+        xp = _checks.floating_array(x, "x")
         self.output_shape(tuple(x.shape), "x")
-        self._adopt(placement_of(x))
-        return self._forward(x, self._place.xp)
+        place = placement_of(x)
+        if self._place is not None:
+            _checks.compatible(self._place, place, type(self).__name__, "x")
+        _checks.finite(x, xp, "x")
+        self._adopt(place)
+        return self._forward(x, xp)
 
     def backward(self, d_output: Array) -> Array:
         """Gradient with respect to this layer's last input; stores parameter gradients."""
         if self._place is None or self.last_input is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        _checks.floating_array(d_output, "d_output")
-        _checks.same_place(d_output, self._place, "d_output")
+        xp = _checks.floating_array(d_output, "d_output")
+        # The dtype too: a float64 gradient would make a float32 layer's d_weights float64 (NumPy)
+        # or break its in-place update (array-api-strict).
+        _checks.compatible(self._place, placement_of(d_output), type(self).__name__, "d_output")
         expected = self.output_shape(tuple(self.last_input.shape))
         if tuple(d_output.shape) != expected:
             raise ValueError(f"d_output must have the shape of the last forward output {expected}, "
                              f"got {tuple(d_output.shape)}")
-        return self._backward(d_output, self._place.xp, True)
+        _checks.finite(d_output, xp, "d_output")
+        return self._backward(d_output, xp, True)
 
     # -- placement -----------------------------------------------------------------------------
     def _adopt(self, place: Placement) -> None:
@@ -105,7 +115,7 @@ class _Parametrized(Layer):
                          bias_size: int) -> None:
         # He initialisation drawn on the host, exactly as the chapter does, then placed on the
         # first input's device; the same seed gives the same network on every backend.
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(_checks.seed(seed))
         self.weights = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=weight_shape)
         self.bias = np.zeros(bias_size)
         self.d_weights = np.zeros_like(self.weights)
@@ -387,6 +397,8 @@ class Flatten(Layer):
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         if len(shape) < 2:
             raise ValueError(f"{name}: Flatten expects at least 2 dimensions (batch, ...), got shape {shape}")
+        if shape[0] < 1:  # reshape(x, (0, -1)) is ambiguous: NumPy and torch refuse it
+            raise ValueError(f"{name}: expected a non-empty batch, got shape {shape}")
         return (shape[0], math.prod(shape[1:]))
 
     def _forward(self, x: Array, xp: Any) -> Array:

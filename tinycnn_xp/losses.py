@@ -15,9 +15,7 @@ def softmax(logits: Array) -> Array:
 
     Subtracting each row's maximum leaves the result unchanged and keeps ``exp`` from overflowing.
     """
-    xp = _checks.floating_array(logits, "logits")
-    if logits.ndim != 2:
-        raise ValueError(f"logits must have shape (batch, classes), got {tuple(logits.shape)}")
+    xp = _checks.logits(logits)
     return _softmax(logits, xp)
 
 
@@ -34,9 +32,7 @@ def softmax_cross_entropy(logits: Array, targets: Array) -> tuple[Array, Array, 
     The true-class probability is clipped to ``[1e-12, 1]`` before the log, as in the chapter, so
     the loss stays finite (at most ~27.6 per sample) however wrong the logits are.
     """
-    xp = _checks.floating_array(logits, "logits")
-    if logits.ndim != 2:
-        raise ValueError(f"logits must have shape (batch, classes), got {tuple(logits.shape)}")
+    xp = _checks.logits(logits)
     _checks.labels(targets, logits.shape[0], logits.shape[1], "targets", "logits")
     _checks.same_place(targets, placement_of(logits), "targets")
     return _softmax_cross_entropy(logits, targets, xp)

@@ -47,12 +47,18 @@ class Sequential:
             names = [f"{type(layer).__name__.lower()}{i}" for i, layer in enumerate(layers)]
         if len(names) != len(layers) or len(set(names)) != len(names):
             raise ValueError(f"names must give one distinct name per layer, got {list(names)}")
+        if not self._trainable(layers):
+            raise ValueError("layers must include a layer with parameters (Conv2D or Dense) to give "
+                             f"the logits, got {[type(layer).__name__ for layer in layers]}")
         if seed is not None:
             _checks.non_negative_int(seed, "seed")
             for j, layer in enumerate(self._trainable(layers)):
                 layer.reset_parameters(seed + j)
         self.layers = layers
         self.names = list(names)
+        if input_shape is not None:  # (channels, height, width) that the layers can take
+            input_shape = _checks.image_size(input_shape, "input_shape")
+            self.output_shape((1,) + input_shape, "input_shape")
         self.input_shape = input_shape
         self._place: Placement | None = None
 
@@ -116,7 +122,7 @@ class Sequential:
         logits_shape = self.output_shape(tuple(x.shape), name)
         place = placement_of(x)
         if self._place is not None:
-            _checks.compatible(self._place, place, type(self).__name__)
+            _checks.compatible(self._place, place, type(self).__name__, name)
         _checks.finite(x, xp, name)
         return place, logits_shape
 
@@ -235,36 +241,27 @@ class Sequential:
                          "kernel_snapshots": {}}
         with _StopOnInterrupt() as interrupt:
             for epoch in range(initial_epoch, epochs):
+                if interrupt.requested:  # asked for between epochs (e.g. in a callback)
+                    break
                 if epoch in snapshot_at and first_conv is not None:
                     history["kernel_snapshots"][epoch] = to_numpy(first_conv.weights)
                 last_good = self._save_state(xp)
                 # One host permutation, moved once; batches are slices of the device copy.
                 order = on_device(rng.permutation(n_train), place)
-                x_epoch = xp.take(x_train, order, axis=0)
-                y_epoch = xp.take(targets, order, axis=0)
-                total = None
-                for start in range(0, n_train, batch_size):
-                    stop = min(start + batch_size, n_train)  # out-of-range stops are not standard
-                    loss, _, _ = self._loss_and_grad(x_epoch[start:stop, ...], y_epoch[start:stop, ...],
-                                                     xp, input_grad=False)
-                    self._step(lr, momentum)
-                    total = loss if total is None else total + loss
-                    if interrupt.requested:
-                        break
-                if interrupt.requested:
-                    history["interrupted"] = True
-                    warnings.warn(f"training interrupted during epoch {epoch}; the model keeps its "
-                                  f"last completed step, the history ends at epoch {epoch - 1}",
-                                  RuntimeWarning, stacklevel=2)
-                    break
-                record = self._epoch_metrics(total / n_batches, x_train, y_train, x_val, y_val, xp)
-                if not all(math.isfinite(value) for value in record.values()):
+                total = self._train_epoch(xp.take(x_train, order, axis=0),
+                                          xp.take(targets, order, axis=0), batch_size, lr,
+                                          momentum, xp, interrupt)
+                if total is None:  # stopped mid-epoch: the model keeps its last step, the
+                    break          # history its last whole epoch
+                record, finite = self._epoch_metrics(total / n_batches, x_train, y_train, x_val,
+                                                     y_val, xp)
+                if not (finite and all(math.isfinite(value) for value in record.values())):
                     self._restore_state(last_good)
                     history["diverged_epoch"] = epoch
                     restored = (f"the end of epoch {epoch - 1}" if epoch > initial_epoch
                                 else f"their values before epoch {epoch}")
-                    warnings.warn(f"training diverged at epoch {epoch} with lr={lr}: the loss is no "
-                                  f"longer finite; parameters restored to {restored}",
+                    warnings.warn(f"training diverged at epoch {epoch} with lr={lr}: the loss or the "
+                                  f"parameters are no longer finite; parameters restored to {restored}",
                                   RuntimeWarning, stacklevel=2)
                     break
                 for key, value in record.items():
@@ -274,19 +271,48 @@ class Sequential:
                           f"train_acc={record['train_acc']:.1%}  val_acc={record['val_acc']:.1%}")
                 if callback is not None:
                     callback(epoch, record)
+        if interrupt.requested:
+            history["interrupted"] = True
+            done = initial_epoch + len(history["train_loss"])
+            warnings.warn(f"training interrupted: the model keeps its last completed step; the "
+                          f"history ends with epoch {done - 1}, resume with initial_epoch={done} "
+                          f"only if the interrupted epoch had not started", RuntimeWarning,
+                          stacklevel=2)
         if epochs == initial_epoch and first_conv is not None:  # nothing trained: the current filters
             history["kernel_snapshots"][epochs] = to_numpy(first_conv.weights)
         return history
 
+    def _train_epoch(self, x_epoch: Array, targets: Array, batch_size: int, lr: float,
+                     momentum: float, xp: Any, interrupt: "_StopOnInterrupt") -> Array | None:
+        """One pass of mini-batch steps over shuffled data; the sum of the batch losses (a 0-d
+        array, still on the device), or ``None`` if Ctrl-C stopped it before the last batch."""
+        n_train = x_epoch.shape[0]
+        total = None
+        for start in range(0, n_train, batch_size):
+            stop = min(start + batch_size, n_train)  # out-of-range stops are not standard
+            loss, _, _ = self._loss_and_grad(x_epoch[start:stop, ...], targets[start:stop, ...],
+                                             xp, input_grad=False)
+            self._step(lr, momentum)
+            total = loss if total is None else total + loss
+            if interrupt.requested and stop < n_train:
+                return None
+        return total
+
     def _epoch_metrics(self, train_loss: Array, x_train: Array, y_train: Array, x_val: Array,
-                       y_val: Array, xp: Any) -> dict:
+                       y_val: Array, xp: Any) -> tuple[dict, bool]:
+        """The epoch's four metrics, and whether every parameter is still finite."""
         train_acc = _accuracy(self._forward(x_train, xp), y_train, xp)
         val_logits = self._forward(x_val, xp)
         val_loss = _softmax_cross_entropy(val_logits, y_val, xp)[0]
         val_acc = _accuracy(val_logits, y_val, xp)
+        # The parameters too: an overflowed conv bias behind a ReLU leaves every loss finite.
+        finite = xp.all(xp.stack([xp.all(xp.isfinite(getattr(layer, attr)))
+                                  for _, layer, attr in self.parameters()]))
         # One transfer per epoch: the only host round trip of the training loop.
-        values = to_numpy(xp.stack([train_loss, val_loss, train_acc, val_acc]))
-        return dict(zip(("train_loss", "val_loss", "train_acc", "val_acc"), map(float, values)))
+        values = to_numpy(xp.stack([train_loss, val_loss, train_acc, val_acc,
+                                    xp.astype(finite, train_acc.dtype)]))
+        record = dict(zip(("train_loss", "val_loss", "train_acc", "val_acc"), map(float, values[:4])))
+        return record, bool(values[4])
 
     def _save_state(self, xp: Any) -> list:
         """Device copies of every parameter and velocity (restored if training diverges)."""

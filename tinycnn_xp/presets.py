@@ -38,5 +38,5 @@ PRESETS: dict[str, Callable[..., Sequential]] = {"tiny": TinyCNN, "deep": deep_c
 def make_model(name: str, seed: int = 42, num_classes: int = 3) -> Sequential:
     """Build the preset called ``name`` (see ``PRESETS``)."""
     if not isinstance(name, str) or name not in PRESETS:
-        raise ValueError(f"model must be one of {sorted(PRESETS)}, got {name!r}")
+        raise ValueError(f"name must be a model preset, one of {sorted(PRESETS)}, got {name!r}")
     return PRESETS[name](seed=seed, num_classes=num_classes)
