@@ -11,6 +11,7 @@ import pytest
 from array_api_compat import array_namespace
 
 import tinycnn_xp as tc
+from helpers import param_state
 from tinycnn_xp._xp import to_numpy
 from tinycnn_xp.sweep import learning_rate_sweep
 
@@ -21,15 +22,6 @@ FOUR_CLASSES = ("vertical", "horizontal", "diagonal", "dot")
 def batch(put, shape, classes, seed):
     rng = np.random.default_rng(seed)
     return put(rng.normal(0, 1, size=shape)), put(rng.integers(0, classes, size=shape[0]))
-
-
-def params(model):
-    """Host copies of every parameter and velocity, by qualified name."""
-    out = {}
-    for name, layer, attr in model.parameters():
-        out[name] = to_numpy(getattr(layer, attr))
-        out[name + ".velocity"] = to_numpy(layer.velocity[attr])
-    return out
 
 
 def grads(model):
@@ -87,13 +79,13 @@ def test_momentum_two_steps_by_hand(put):
     x2, y2 = batch(put, (6, 1, 8, 8), 3, seed=2)
     model = tc.TinyCNN(seed=5)
     model.loss_and_grad(x, y)
-    p0, g1 = params(model), grads(model)
+    p0, g1 = param_state(model), grads(model)
     model.step(lr, momentum=beta)
-    p1 = params(model)
+    p1 = param_state(model)
     model.loss_and_grad(x2, y2)
     g2 = grads(model)
     model.step(lr, momentum=beta)
-    p2 = params(model)
+    p2 = param_state(model)
     for name in g1:
         np.testing.assert_allclose(p1[name + ".velocity"], g1[name], rtol=1e-15, atol=0)
         np.testing.assert_allclose(p1[name], p0[name] - lr * g1[name], rtol=1e-14, atol=1e-16)
@@ -132,7 +124,7 @@ def test_fit_with_momentum_is_the_manual_loop(put):
             xp = array_namespace(x_train)
             manual.loss_and_grad(xp.take(x_train, index, axis=0), xp.take(y_train, index, axis=0))
             manual.step(0.1, momentum=0.8)
-    got, want = params(fitted), params(manual)
+    got, want = param_state(fitted), param_state(manual)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-12, atol=1e-14, err_msg=name)
 
@@ -148,7 +140,7 @@ def test_momentum_zero_is_exactly_plain_sgd(put):
     h_zero = zero.fit(*data, epochs=4, momentum=0.0, verbose=False)
     for key in ("train_loss", "val_loss", "train_acc", "val_acc"):
         assert h_zero[key] == h_plain[key], key  # exact float equality, every epoch
-    got, want = params(zero), params(plain)
+    got, want = param_state(zero), param_state(plain)
     for name, _, _ in plain.parameters():
         np.testing.assert_array_equal(got[name], want[name])
 
@@ -157,9 +149,9 @@ def test_plain_step_is_the_chapters_update_bitwise(put):
     x, y = batch(put, (5, 1, 8, 8), 3, seed=9)
     model = tc.TinyCNN(seed=1)
     model.loss_and_grad(x, y)
-    before, g = params(model), grads(model)
+    before, g = param_state(model), grads(model)
     model.step(0.12, momentum=0.0)
-    after = params(model)
+    after = param_state(model)
     for name in g:
         np.testing.assert_array_equal(after[name], before[name] - 0.12 * g[name])
 
@@ -177,7 +169,7 @@ def test_sweep_survives_a_diverging_rate(put):
     data = small_data(put)
     model = tc.TinyCNN(seed=42)
     model.forward(data[0])  # already placed on the backend
-    before = params(model)
+    before = param_state(model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         histories = learning_rate_sweep(model, *data, lrs=(0.05, HUGE_LR, 0.12), epochs=3,
@@ -195,7 +187,7 @@ def test_sweep_survives_a_diverging_rate(put):
         assert all(math.isfinite(v) for key in ("train_loss", "val_loss") for v in good[key])
         alone = tc.TinyCNN(seed=42).fit(*data, epochs=3, lr=lr, verbose=False)
         assert good["train_loss"] == alone["train_loss"] and good["val_acc"] == alone["val_acc"]
-    after = params(model)  # the caller's model was never trained
+    after = param_state(model)  # the caller's model was never trained
     for name in before:
         np.testing.assert_array_equal(after[name], before[name])
         assert np.all(np.isfinite(after[name]))
@@ -206,11 +198,11 @@ def test_diverged_fit_restores_finite_parameters(put):
     data = small_data(put)
     model = tc.TinyCNN(seed=42)
     model.forward(data[0])
-    start = params(model)
+    start = param_state(model)
     with pytest.warns(RuntimeWarning, match=r"diverged at epoch 0 with lr=1e\+200"):
         history = model.fit(*data, epochs=3, lr=HUGE_LR, verbose=False)
     assert history["diverged_epoch"] == 0
-    for name, value in params(model).items():
+    for name, value in param_state(model).items():
         assert np.all(np.isfinite(value)), name
         np.testing.assert_array_equal(value, start[name])  # the last finite state: the start
 
@@ -285,7 +277,7 @@ def test_momentum_outside_unit_interval(put, beta):
     x, y = batch(put, (3, 1, 8, 8), 3, seed=0)
     model = tc.TinyCNN()
     model.loss_and_grad(x, y)
-    before = params(model)
+    before = param_state(model)
     with pytest.raises(ValueError, match="momentum"):
         model.step(0.1, momentum=beta)
     with pytest.raises(ValueError, match="momentum"):
@@ -294,7 +286,7 @@ def test_momentum_outside_unit_interval(put, beta):
         model.fit(x, y, x, y, epochs=1, momentum=beta, verbose=False)
     with pytest.raises(ValueError, match="momentum"):
         learning_rate_sweep(model, x, y, x, y, lrs=[0.1], epochs=1, momentum=beta, verbose=False)
-    after = params(model)
+    after = param_state(model)
     for name in before:
         np.testing.assert_array_equal(after[name], before[name])
 

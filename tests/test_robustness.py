@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import tinycnn_xp as tc
+from helpers import param_state
 from tinycnn_xp._xp import to_numpy
 
 METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
@@ -31,15 +32,6 @@ def small_data():
 
 def placed(put, data):
     return [put(a) for a in data]
-
-
-def parameters(model):
-    """Host copies of every parameter and velocity, by qualified name."""
-    out = {}
-    for name, layer, attr in model.parameters():
-        out[name] = to_numpy(getattr(layer, attr))
-        out[name + ".velocity"] = to_numpy(layer.velocity[attr])
-    return out
 
 
 def assert_same_parameters(actual, expected):
@@ -92,7 +84,7 @@ def test_divergence_keeps_the_last_finite_epoch(put, small_data, case):
     reference = tc.TinyCNN(seed=0)
     expected = reference.fit(*data, epochs=bad, lr=lr, batch_size=batch_size, momentum=momentum,
                              verbose=False)
-    assert_same_parameters(parameters(model), parameters(reference))
+    assert_same_parameters(param_state(model), param_state(reference))
     for key in METRICS:
         assert len(history[key]) == bad
         assert history[key] == expected[key]
@@ -112,7 +104,7 @@ def test_divergence_leaves_finite_parameters(put, small_data, case):
         history = model.fit(*placed(put, small_data), epochs=10, lr=lr, batch_size=batch_size,
                             momentum=momentum, verbose=False)
     assert "diverged_epoch" in history
-    bad = {key for key, value in parameters(model).items() if not np.isfinite(value).all()}
+    bad = {key for key, value in param_state(model).items() if not np.isfinite(value).all()}
     assert not bad, f"non-finite after divergence at epoch {history['diverged_epoch']}: {bad}"
 
 
@@ -194,7 +186,7 @@ def test_interrupt_returns_the_last_completed_step(put, small_data, own_sigint_h
     assert len(steps) == expected_steps
 
     reference = trained_by_hand(put, small_data, expected_steps, lr, batch_size, momentum)
-    assert_same_parameters(parameters(model), parameters(reference))
+    assert_same_parameters(param_state(model), param_state(reference))
 
     # The history holds exactly the epochs that completed, as an uninterrupted run has them.
     full = tc.TinyCNN(seed=0).fit(*data, epochs=expected_epochs, lr=lr, batch_size=batch_size,
