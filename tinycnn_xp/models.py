@@ -201,9 +201,11 @@ class Sequential:
         Everything stays on the data's device until an epoch ends; then the four metrics come to
         the host in one transfer. If a loss turns NaN or infinite, training stops at the end of that
         epoch with a ``RuntimeWarning`` and the parameters of the last finite epoch are restored
-        (``history['diverged_epoch']`` says which epoch). Ctrl-C stops after the current step and
-        returns the history so far (``history['interrupted']``). ``callback(epoch, metrics)`` is
-        called after every epoch; ``verbose`` prints the chapter's progress lines.
+        (``history['diverged_epoch']`` says which epoch). Ctrl-C stops after the current step (a
+        step is never cut in half) and returns the history of the whole epochs so far, with
+        ``history['interrupted']``; pressed between epochs (or on an epoch's last step) it loses
+        nothing, so the run can be resumed exactly. ``callback(epoch, metrics)`` is called after
+        every epoch; ``verbose`` prints the chapter's progress lines.
 
         ``initial_epoch=k`` resumes a run: it trains epochs ``k .. epochs-1`` with the shuffles those
         epochs would have had (the generator skips ``k`` permutations), so a run split in two (same
