@@ -18,7 +18,7 @@ METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
 
 
 @pytest.fixture
-def numpy_only(backend):
+def host_backends(backend):
     if backend.NAME not in ("numpy", "torch"):
         pytest.skip(f"the benchmark's baselines run on NumPy/PyTorch, not on {backend.NAME}")
 
@@ -32,7 +32,7 @@ def two_epochs():
     return data, start, model, model.fit(*data, epochs=2, verbose=False)
 
 
-def test_loop_reference_matches_library(numpy_only, two_epochs):
+def test_loop_reference_matches_library(host_backends, two_epochs):
     data, start, model, history = two_epochs
     loop = LoopCNN.from_model(start)
     loop_history = loop.fit(*data, epochs=2, lr=0.12, batch_size=18, seed=0)
@@ -46,7 +46,7 @@ def test_loop_reference_matches_library(numpy_only, two_epochs):
     assert sorted(loop_history["kernel_snapshots"]) == sorted(history["kernel_snapshots"])
 
 
-def test_torch_reference_matches_library(numpy_only, two_epochs):
+def test_torch_reference_matches_library(host_backends, two_epochs):
     pytest.importorskip("torch", reason="torch is not installed: no PyTorch baseline to check")
     from tinycnn_xp import _torch_reference as eager
     data, start, _, history = two_epochs
@@ -56,7 +56,7 @@ def test_torch_reference_matches_library(numpy_only, two_epochs):
         np.testing.assert_allclose(eager_history[key], history[key], rtol=0, atol=1e-12, err_msg=key)
 
 
-def test_quick_bench_writes_its_table(numpy_only, tmp_path, capsys):
+def test_quick_bench_writes_its_table(host_backends, tmp_path, capsys):
     path = tmp_path / "bench.json"
     # --torch-threads 1: on a busy shared machine torch's threads wait on each other for seconds.
     assert bench.main(["--quick", "--backends", "numpy", "--torch-threads", "1",
@@ -93,7 +93,7 @@ def test_quick_bench_writes_its_table(numpy_only, tmp_path, capsys):
         ("fit", "tinycnn_xp", "numpy", "float64")]["speedup_vs_loop"]
 
 
-def test_rss_peak_of_a_step_is_measured_in_a_child(numpy_only):
+def test_rss_peak_of_a_step_is_measured_in_a_child(host_backends):
     case = bench.Case("step", "tinycnn_xp", "numpy", "float32")
     rss = bench._rss_peak(case, bench.Options())
     assert rss["note"] in ("VmHWM reset", "ru_maxrss"), rss
@@ -101,7 +101,7 @@ def test_rss_peak_of_a_step_is_measured_in_a_child(numpy_only):
     assert rss["bytes"] >= 256 * 16 * 26 * 26 * 4
 
 
-def test_bad_arguments_are_refused(numpy_only, capsys):
+def test_bad_arguments_are_refused(host_backends, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--backends", "numpy,jax"])
     assert "--backends" in capsys.readouterr().err

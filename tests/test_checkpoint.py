@@ -209,6 +209,10 @@ def test_foreign_npz_and_pickles(tmp_path):
     (lambda a: a.__setitem__("format", np.array("tinycnn_xp-checkpoint/99")), "checkpoint/99"),
     (lambda a: a.__setitem__("dtype", np.array("float16")), "float16"),
     (lambda a: a.pop("meta"), "'meta' is missing"),
+    (lambda a: a.__setitem__("param/conv.weights", np.full((3, 1, 3, 3), np.nan)),
+     r"param/conv\.weights holds NaN or infinite"),
+    (lambda a: a.__setitem__("velocity/dense.bias", np.array([0.0, np.inf, 0.0])),
+     r"velocity/dense\.bias holds NaN or infinite"),
 ])
 def test_mismatched_contents(good, tmp_path, change, message):
     path = _rewrite(good, tmp_path / "changed.npz", change)

@@ -66,9 +66,15 @@ def test_train_writes_checkpoint_history_and_figures(numpy_only, tmp_path):
     for name in cli.FIGURES.values():
         width, height = _png_size(out / name)
         assert width > 300 and height > 300
-    # The run ends by naming the figures it wrote.
-    assert result.stdout.strip().splitlines()[-3:] == [
+    # The run ends by naming the four figures it wrote, the learning-rate sweep's among them.
+    assert len(cli.FIGURES) == 4
+    assert result.stdout.strip().splitlines()[-4:] == [
         f"  figure     {Path('run') / name}" for name in cli.FIGURES.values()]
+    sweeps = json.loads((out / "sweep.json").read_text())
+    assert list(sweeps) == ["0.01", "0.05", "0.12", "0.5", "1.0"]
+    assert all(len(h["train_loss"]) == 3 for h in sweeps.values())  # --epochs 3: 3 per rate
+    # The sweep trains copies of the initial model: the 0.12 run is the run itself.
+    assert sweeps["0.12"]["train_loss"] == history["train_loss"]
 
 
 #: ``--device`` for the suite's backend: array-api-strict on its non-default device, the GPU proxy.
@@ -93,7 +99,16 @@ def test_figures_skipped_without_matplotlib(numpy_only, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("figures skipped: matplotlib is not installed") == 1
     assert (tmp_path / "run" / "model.npz").is_file()
+    assert (tmp_path / "run" / "sweep.json").is_file()
     assert not list((tmp_path / "run").glob("*.png"))
+
+
+def test_sweep_epochs_zero_skips_the_sweep(numpy_only, tmp_path):
+    result = run(["train", "--epochs", "1", "--sweep-epochs", "0", "--out", "run", "--quiet"],
+                 tmp_path, prelude="sys.modules['matplotlib'] = None")
+    assert result.returncode == 0, result.stderr
+    assert "learning-rate sweep" not in result.stdout
+    assert not (tmp_path / "run" / "sweep.json").exists()
 
 
 def test_resume_continues_the_history_exactly(numpy_only, tmp_path):

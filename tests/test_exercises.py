@@ -218,6 +218,20 @@ def test_sweep_runs_start_from_the_same_state(put):
     assert model._place is None  # the caller's unplaced model stays unplaced
 
 
+def test_ctrl_c_ends_the_whole_sweep(put):
+    """One Ctrl-C stops the sweep (not only the current rate); the rates done so far come back."""
+    import os
+    import signal
+
+    def interrupt(epoch, metrics):
+        os.kill(os.getpid(), signal.SIGINT)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        histories = learning_rate_sweep(tc.TinyCNN(), *small_data(put), lrs=[0.1, 0.2, 0.3],
+                                        epochs=3, verbose=False, callback=interrupt)
+    assert list(histories) == [0.1]
+    assert histories[0.1]["interrupted"] and len(histories[0.1]["train_loss"]) == 1
+
+
 def test_sweep_prints_which_rate_when_verbose(put, capsys):
     learning_rate_sweep(tc.TinyCNN(), *small_data(put), lrs=[0.1, 0.2], epochs=1)
     out = capsys.readouterr().out

@@ -184,6 +184,8 @@ def test_interrupt_returns_the_last_completed_step(put, small_data, own_sigint_h
     assert signal.getsignal(signal.SIGINT) is _test_handler  # fit put our handler back
     assert history["interrupted"] is True
     assert len(steps) == expected_steps
+    # steps of the unfinished epoch that the model kept (0: the run resumes exactly)
+    assert history["interrupted_steps"] == (2 if at_mid(when) else 0)
 
     reference = trained_by_hand(put, small_data, expected_steps, lr, batch_size, momentum)
     assert_same_parameters(param_state(model), param_state(reference))
@@ -193,6 +195,23 @@ def test_interrupt_returns_the_last_completed_step(put, small_data, own_sigint_h
                                   momentum=momentum, verbose=False)
     for key in METRICS:
         assert history[key] == full[key]
+
+
+def at_mid(when: str) -> bool:
+    return when.startswith("in the middle")
+
+
+def test_a_second_interrupt_is_not_swallowed(put, small_data, own_sigint_handler):
+    """Ctrl-C twice (e.g. while a slow callback runs) raises KeyboardInterrupt out of fit."""
+    data = placed(put, small_data)
+
+    def callback(epoch, metrics):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        tc.TinyCNN(seed=0).fit(*data, epochs=3, lr=0.12, batch_size=6, verbose=False,
+                               callback=callback)
+    assert signal.getsignal(signal.SIGINT) is _test_handler  # fit put our handler back
 
 
 # -- GPU hygiene: no host round trip per step ------------------------------------------------------

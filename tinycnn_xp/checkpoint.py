@@ -117,7 +117,8 @@ def load(path: str | os.PathLike, xp: Any = None, device: Any = None,
     ``Sequential`` with the same layers and names.
 
     Raises ``ValueError`` naming the file and the problem when it is not a checkpoint (not an
-    ``.npz``, truncated, corrupt, another format, arrays that do not fit the architecture), and
+    ``.npz``, truncated, corrupt, another format, arrays that do not fit the architecture or are
+    not finite), and
     ``FileNotFoundError`` when there is no file.
     """
     if dtype is not None and dtype not in _DTYPES:
@@ -137,6 +138,9 @@ def load(path: str | os.PathLike, xp: Any = None, device: Any = None,
         if arrays[key].shape != shape or arrays[key].dtype.kind != "f":
             raise ValueError(f"{path}: {key} has shape {arrays[key].shape} and dtype {arrays[key].dtype}, "
                              f"the architecture needs a floating array of shape {shape}")
+        if not np.all(np.isfinite(arrays[key])):  # fit never leaves these; a damaged file does
+            raise ValueError(f"{path}: {key} holds NaN or infinite values; a trained model's "
+                             "parameters and velocities are finite")
     for name, layer, attr in model.parameters():
         setattr(layer, attr, arrays[f"param/{name}"])
         layer.velocity[attr] = arrays[f"velocity/{name}"]

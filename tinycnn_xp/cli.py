@@ -10,6 +10,7 @@ with one line on stderr and exit status 2; ``gradcheck`` exits 1 when a gradient
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import json
 import os
@@ -27,13 +28,16 @@ from . import _checks, checkpoint
 from .data import CLASS_NAMES, make_dataset_bundle
 from .models import SNAPSHOT_EPOCHS, Sequential
 from .presets import PRESETS, make_model
+from .sweep import DEFAULT_LRS, learning_rate_sweep
 from ._xp import to_numpy
 
 BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
 DATASETS = ("lines", "lines4", "digits")
 METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
 FIGURES = {"curves": "loss_accuracy.png", "filters": "filter_evolution.png",
-           "confusion": "confusion_matrix.png"}
+           "confusion": "confusion_matrix.png", "sweep": "lr_sweep.png"}
+#: ``train``'s learning-rate sweep runs at most this many epochs per rate (``--sweep-epochs``).
+_SWEEP_EPOCHS = 80
 
 #: ``(epochs, lr, batch_size, momentum)`` used when not given: the chapter's on the line patterns;
 #: on the digits, values tuned per preset (README, "Real data").
@@ -240,6 +244,7 @@ def _train(args: argparse.Namespace) -> int:
     resumed = f", resuming {args.resume} after epoch {done - 1}" if done else ""
     print(f"training {args.epochs} epochs: lr {args.lr}, batch size {args.batch_size}, "
           f"momentum {args.momentum}{resumed}")
+    initial = copy.deepcopy(model)  # the sweep's starting point
     progress = Progress(args.epochs, done, args.quiet)
     start = time.perf_counter()
     try:
@@ -258,15 +263,31 @@ def _train(args: argparse.Namespace) -> int:
                                                      "batch_size", "momentum", "epochs")}
     files = _write_run(out, model, history, counts, names, settings)
     if history.get("interrupted"):
+        steps = history.get("interrupted_steps", 0)
+        exact = (f"; the checkpoint holds {steps} steps of epoch {len(history['train_loss'])}, "
+                 "which the resumed run trains again from the start" if steps else "")
         print(f"interrupted: continue with  tinycnn-xp train --resume {files['checkpoint']} "
-              f"--epochs {args.epochs}")
+              f"--epochs {args.epochs}{exact}")
+    else:
+        sweep_epochs = min(args.epochs, _SWEEP_EPOCHS) if args.sweep_epochs is None else args.sweep_epochs
+        if sweep_epochs:
+            print(f"\nlearning-rate sweep from the same starting point: {sweep_epochs} epochs at each "
+                  f"of the rates {', '.join(f'{lr:g}' for lr in DEFAULT_LRS)} (--sweep-epochs 0 skips it)")
+            histories = _run_sweep(initial, data, list(DEFAULT_LRS), sweep_epochs, args.batch_size,
+                                   args.momentum, args.quiet, lines=False)
+            files.update(_write_sweep(out, histories, len(names), figure="confusion" in files))
     if "diverged_epoch" in history:
         print(f"diverged at epoch {history['diverged_epoch']} (the loss stopped being finite): "
               "try a smaller --lr")
-    print(f"\nrun folder: {out}")
-    for key, path in files.items():
-        print(f"  {'figure' if key in FIGURES else key:<10s} {path}")
+    _list_files(out, files)
     return 0
+
+
+def _list_files(out: Path, files: dict[str, Path]) -> None:
+    """The run folder and its files, the figures last."""
+    print(f"\nrun folder: {out}")
+    for key, path in sorted(files.items(), key=lambda item: item[0] in FIGURES):
+        print(f"  {'figure' if key in FIGURES else key:<10s} {path}")
 
 
 def _checkpoint_call(function: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -283,7 +304,7 @@ def _merge(previous: dict, new: dict) -> dict:
     # Keep the chapter's snapshot epochs of the first piece (not its own 'last epoch').
     snapshots = {e: k for e, k in previous["kernel_snapshots"].items() if e in SNAPSHOT_EPOCHS}
     merged["kernel_snapshots"] = dict(sorted({**snapshots, **new["kernel_snapshots"]}.items()))
-    for key in ("diverged_epoch", "interrupted"):
+    for key in ("diverged_epoch", "interrupted", "interrupted_steps"):
         if key in new:
             merged[key] = new[key]
     return merged
@@ -324,7 +345,7 @@ def _run_title(settings: dict) -> str:
 
 def _write_run(out: Path, model: Sequential, history: dict, counts: np.ndarray, names: tuple,
                settings: dict) -> dict[str, Path]:
-    """Checkpoint, history JSON and (with matplotlib) the three figures; returns their paths."""
+    """Checkpoint, history JSON and (with matplotlib) three figures; returns their paths."""
     files = {"checkpoint": checkpoint.save(model, out / "model.npz", history, meta=settings),
              "history": out / "history.json"}
     record = {key: value for key, value in history.items() if key != "kernel_snapshots"}
@@ -373,12 +394,8 @@ def _gradcheck(args: argparse.Namespace) -> int:
 
 # -- sweep ---------------------------------------------------------------------------------------
 def _sweep(args: argparse.Namespace) -> int:
-    try:
-        from .sweep import DEFAULT_LRS, learning_rate_sweep
-    except ImportError:
-        raise UsageProblem("the learning-rate sweep (tinycnn_xp/sweep.py) is not part of this installation") from None
     _fill_defaults(args)
-    lrs, epochs, batch_size, momentum = args.lrs or list(DEFAULT_LRS), args.epochs, args.batch_size, args.momentum
+    lrs = args.lrs or list(DEFAULT_LRS)
     backend = resolve_backend(args.backend, args.device)
     x_train, y_train, x_val, y_val, names = load_dataset(args.dataset)
     model = make_model(args.model, seed=args.seed, num_classes=len(names))
@@ -386,14 +403,22 @@ def _sweep(args: argparse.Namespace) -> int:
     data = [backend.put(x_train, args.dtype), backend.put(y_train), backend.put(x_val, args.dtype),
             backend.put(y_val)]
     print(f"backend {backend.name}   device {backend.device}   dtype {args.dtype}")
-    print(f"learning-rate sweep: model {args.model} on {args.dataset}, {epochs} epochs each, "
-          f"batch size {batch_size}, momentum {momentum}, rates {', '.join(f'{lr:g}' for lr in lrs)}")
-    # A bar over all rates on a terminal; otherwise the sweep's own lines, which name each rate.
-    progress = Progress(len(lrs) * epochs, quiet=args.quiet, desc="sweep", lines=False)
-    verbose = not args.quiet and progress.bar is None
+    print(f"learning-rate sweep: model {args.model} on {args.dataset}, {args.epochs} epochs each, "
+          f"batch size {args.batch_size}, momentum {args.momentum}, rates {', '.join(f'{lr:g}' for lr in lrs)}")
+    histories = _run_sweep(model, data, lrs, args.epochs, args.batch_size, args.momentum, args.quiet)
+    _list_files(out, _write_sweep(out, histories, len(names), figure=_have_matplotlib()))
+    return 0
+
+
+def _run_sweep(model: Sequential, data: list, lrs: list[float], epochs: int, batch_size: int,
+               momentum: float, quiet: bool, lines: bool = True) -> dict[float, dict]:
+    """``learning_rate_sweep`` with progress, then a table of each rate's final loss and accuracy."""
+    # A bar over all rates on a terminal; otherwise (with ``lines``) fit's lines, naming each rate.
+    progress = Progress(len(lrs) * epochs, quiet=quiet, desc="sweep", lines=False)
+    verbose = lines and not quiet and progress.bar is None
     calls = iter(range(len(lrs) * epochs))
     with warnings.catch_warnings():  # fit warns about diverged rates; the table below says it
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.filterwarnings("ignore", "training diverged", RuntimeWarning)
         try:
             histories = learning_rate_sweep(model, *data, lrs, epochs=epochs, batch_size=batch_size,
                                             seed=_SHUFFLE_SEED, momentum=momentum, verbose=verbose,
@@ -407,15 +432,22 @@ def _sweep(args: argparse.Namespace) -> int:
         loss = f"{history['train_loss'][-1]:.4f}" if history["train_loss"] else "-"
         acc = f"{history['val_acc'][-1]:.1%}" if history["val_acc"] else "-"
         note = f"  diverged at epoch {history['diverged_epoch']}" if "diverged_epoch" in history else ""
+        note += "  interrupted" if history.get("interrupted") else ""
         print(f"{lr:>8g}  {loss:>10s}  {acc:>7s}{note}")
+    return histories
+
+
+def _write_sweep(out: Path, histories: dict[float, dict], num_classes: int,
+                 figure: bool) -> dict[str, Path]:
+    """``sweep.json`` and (if ``figure``: matplotlib is there) the sweep figure; their paths."""
+    files = {"sweeps": out / "sweep.json"}
     record = {str(lr): {k: v for k, v in h.items() if k != "kernel_snapshots"} for lr, h in histories.items()}
-    (out / "sweep.json").write_text(json.dumps(record, indent=1))
-    print(f"\nrun folder: {out}\n  history    {out / 'sweep.json'}")
-    if _have_matplotlib():
+    files["sweeps"].write_text(json.dumps(record, indent=1))
+    if figure:
         from . import plots
-        path = plots.lr_sweep_figure(histories, out / "lr_sweep.png", num_classes=len(names))
-        print(f"  figure     {path}")
-    return 0
+        files["sweep"] = plots.lr_sweep_figure(histories, out / FIGURES["sweep"],
+                                                  num_classes=num_classes)
+    return files
 
 
 # -- bench ---------------------------------------------------------------------------------------
@@ -493,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--momentum", type=_momentum, help="momentum in [0, 1) (0: plain SGD)")
     train.add_argument("--out", metavar="DIR", help="run folder (default: a new folder under runs/)")
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this .npz")
+    train.add_argument("--sweep-epochs", type=_int_at_least(0), metavar="N",
+                       help="epochs per rate of the learning-rate sweep run after training, from "
+                            f"the same starting point (default: the run's epochs, at most {_SWEEP_EPOCHS}; 0: no sweep)")
     train.add_argument("--quiet", action="store_true", help="no progress while training")
 
     grad = sub.add_parser("gradcheck", help="compare backprop with finite differences (float64)",

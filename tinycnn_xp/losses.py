@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from array_api_compat import device
+
 from . import _checks
 from ._xp import placement_of
 
@@ -40,7 +42,7 @@ def softmax_cross_entropy(logits: Array, targets: Array) -> tuple[Array, Array, 
 
 def _one_hot(labels: Array, classes: int, dtype: Any, xp: Any) -> Array:
     """``(batch,)`` integer labels -> ``(batch, classes)`` one-hot rows of ``dtype``."""
-    return xp.astype(labels[:, None] == xp.arange(classes, device=labels.device), dtype)
+    return xp.astype(labels[:, None] == xp.arange(classes, device=device(labels)), dtype)
 
 
 def _softmax_cross_entropy(logits: Array, targets: Array, xp: Any) -> tuple[Array, Array, Array]:

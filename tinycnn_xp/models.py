@@ -202,9 +202,10 @@ class Sequential:
         the host in one transfer. If a loss turns NaN or infinite, training stops at the end of that
         epoch with a ``RuntimeWarning`` and the parameters of the last finite epoch are restored
         (``history['diverged_epoch']`` says which epoch). Ctrl-C stops after the current step (a
-        step is never cut in half) and returns the history of the whole epochs so far, with
-        ``history['interrupted']``; pressed between epochs (or on an epoch's last step) it loses
-        nothing, so the run can be resumed exactly. ``callback(epoch, metrics)`` is called after
+        step is never cut in half; a second Ctrl-C raises ``KeyboardInterrupt``) and returns the
+        history of the whole epochs so far, with ``history['interrupted']`` and
+        ``history['interrupted_steps']``, the steps of the unfinished epoch already applied to the
+        model (0 when it stopped between epochs: then the run can be resumed exactly). ``callback(epoch, metrics)`` is called after
         every epoch; ``verbose`` prints the chapter's progress lines.
 
         ``initial_epoch=k`` resumes a run: it trains epochs ``k .. epochs-1`` with the shuffles those
@@ -250,11 +251,12 @@ class Sequential:
                 last_good = self._save_state(xp)
                 # One host permutation, moved once; batches are slices of the device copy.
                 order = on_device(rng.permutation(n_train), place)
-                total = self._train_epoch(xp.take(x_train, order, axis=0),
-                                          xp.take(targets, order, axis=0), batch_size, lr,
-                                          momentum, xp, interrupt)
-                if total is None:  # stopped mid-epoch: the model keeps its last step, the
-                    break          # history its last whole epoch
+                total, steps = self._train_epoch(xp.take(x_train, order, axis=0),
+                                                 xp.take(targets, order, axis=0), batch_size, lr,
+                                                 momentum, xp, interrupt)
+                if steps < n_batches:  # stopped mid-epoch: the model keeps its last step, the
+                    history["interrupted_steps"] = steps  # history its last whole epoch
+                    break
                 record, finite = self._epoch_metrics(total / n_batches, x_train, y_train, x_val,
                                                      y_val, xp)
                 if not (finite and all(math.isfinite(value) for value in record.values())):
@@ -275,30 +277,33 @@ class Sequential:
                     callback(epoch, record)
         if interrupt.requested:
             history["interrupted"] = True
+            history.setdefault("interrupted_steps", 0)
             done = initial_epoch + len(history["train_loss"])
-            warnings.warn(f"training interrupted: the model keeps its last completed step; the "
-                          f"history ends with epoch {done - 1}, resume with initial_epoch={done} "
-                          f"only if the interrupted epoch had not started", RuntimeWarning,
-                          stacklevel=2)
+            steps = history["interrupted_steps"]
+            inside = (f"after {steps} of {n_batches} steps of epoch {done}: the model keeps those "
+                      f"steps, so resuming with initial_epoch={done} repeats them" if steps else
+                      f"between epochs: resume exactly with initial_epoch={done}")
+            warnings.warn(f"training interrupted {inside}; the history ends with epoch {done - 1}",
+                          RuntimeWarning, stacklevel=2)
         if epochs == initial_epoch and first_conv is not None:  # nothing trained: the current filters
             history["kernel_snapshots"][epochs] = to_numpy(first_conv.weights)
         return history
 
     def _train_epoch(self, x_epoch: Array, targets: Array, batch_size: int, lr: float,
-                     momentum: float, xp: Any, interrupt: "_StopOnInterrupt") -> Array | None:
-        """One pass of mini-batch steps over shuffled data; the sum of the batch losses (a 0-d
-        array, still on the device), or ``None`` if Ctrl-C stopped it before the last batch."""
+                     momentum: float, xp: Any, interrupt: "_StopOnInterrupt") -> tuple[Array, int]:
+        """One pass of mini-batch steps over shuffled data: the sum of the batch losses (a 0-d
+        array, still on the device) and the number of steps taken (fewer if Ctrl-C stopped it)."""
         n_train = x_epoch.shape[0]
-        total = None
+        total, steps = None, 0
         for start in range(0, n_train, batch_size):
             stop = min(start + batch_size, n_train)  # out-of-range stops are not standard
             loss, _, _ = self._loss_and_grad(x_epoch[start:stop, ...], targets[start:stop, ...],
                                              xp, input_grad=False)
             self._step(lr, momentum)
-            total = loss if total is None else total + loss
-            if interrupt.requested and stop < n_train:
-                return None
-        return total
+            total, steps = (loss if total is None else total + loss), steps + 1
+            if interrupt.requested:
+                break
+        return total, steps
 
     def _epoch_metrics(self, train_loss: Array, x_train: Array, y_train: Array, x_val: Array,
                        y_val: Array, xp: Any) -> tuple[dict, bool]:
@@ -351,7 +356,10 @@ def _accuracy(logits: Array, y: Array, xp: Any) -> Array:
 
 
 class _StopOnInterrupt:
-    """Turn Ctrl-C during ``fit`` into a flag checked after each step, so a step is never cut in half."""
+    """Turn Ctrl-C during ``fit`` into a flag checked after each step, so a step is never cut in half.
+
+    A second Ctrl-C (say, during a long callback) is not swallowed: it raises ``KeyboardInterrupt``.
+    """
 
     def __enter__(self) -> "_StopOnInterrupt":
         self.requested = False
@@ -361,6 +369,10 @@ class _StopOnInterrupt:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+            raise KeyboardInterrupt
         self.requested = True
 
     def __exit__(self, *exc: Any) -> None:

@@ -34,6 +34,7 @@ def learning_rate_sweep(model: Sequential, x_train: Array, y_train: Array, x_val
     A run whose loss stops being finite does not stop the sweep: ``fit`` ends it at that epoch
     with a ``RuntimeWarning`` naming the rate and the epoch (passed through to the caller) and its
     history has ``'diverged_epoch'``; the other runs are unaffected. Keys are ``float(lr)``.
+    Ctrl-C ends the whole sweep: the rates done so far and the interrupted one are returned.
     """
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a tinycnn_xp Sequential or TinyCNN, got {type(model).__name__}")
@@ -46,6 +47,8 @@ def learning_rate_sweep(model: Sequential, x_train: Array, y_train: Array, x_val
         if verbose:  # fit's progress lines do not say which rate they belong to
             print(f"learning rate {lr}:")
         histories[lr] = copy.deepcopy(model).fit(x_train, y_train, x_val, y_val, lr=lr, **fit_kwargs)
+        if histories[lr].get("interrupted"):  # Ctrl-C ends the sweep, not just this rate
+            break
     return histories
 
 
