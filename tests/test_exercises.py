@@ -372,3 +372,11 @@ def test_summary_of_strided_padded_model():
     assert model.parameter_count == 4 * 9 + 4 + 64 * 5 + 5
     four = parse_summary(tc.TinyCNN(num_classes=4).summary())
     assert four[-1] == ("dense", (4,), 27 * 4 + 4)
+
+
+def test_summary_without_input_shape_uses_the_last_images(put):
+    model = tc.Sequential([tc.Conv2D(1, 2, 3), tc.Flatten(), tc.Dense(2 * 5 * 5, 3)])
+    with pytest.raises(ValueError, match="input_shape"):
+        model.summary()
+    model.forward(put(np.zeros((2, 1, 7, 7))))
+    assert parse_summary(model.summary())[0] == ("conv2d0", (2, 5, 5), 2 * 9 + 2)

@@ -17,7 +17,7 @@ import numpy as np
 from . import _checks
 from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU, _Parametrized
 from .losses import _one_hot, _softmax_cross_entropy
-from ._xp import Placement, on_device, placement_of, to_numpy
+from ._xp import Placement, dtype_name, on_device, placement_of, to_numpy
 
 __all__ = ["Sequential", "TinyCNN"]
 
@@ -90,10 +90,15 @@ class Sequential:
         return last.out_features if isinstance(last, Dense) else last.out_channels
 
     def summary(self, input_shape: tuple[int, int, int] | None = None) -> str:
-        """Print and return a table of each layer's output shape and parameter count."""
-        input_shape = input_shape or self.input_shape
+        """Print and return a table of each layer's output shape and parameter count.
+
+        For images of ``input_shape`` ``(channels, height, width)``: by default the model's own,
+        else the size of the last images it saw."""
+        seen = self.layers[0].last_input
+        input_shape = input_shape or self.input_shape or (None if seen is None else tuple(seen.shape[1:]))
         if input_shape is None:
-            raise ValueError("input_shape (channels, height, width) is needed for a summary")
+            raise ValueError("input_shape (channels, height, width) is needed for a summary of a "
+                             "model that has not seen any images")
         shape: tuple[int, ...] = (1,) + tuple(input_shape)
         rows = [("input", "", str(shape[1:]), "")]
         for name, layer in zip(self.names, self.layers):
@@ -214,9 +219,13 @@ class Sequential:
         """
         place = self._check_data(x_train, y_train, "x_train", "y_train")
         val_place = self._check_data(x_val, y_val, "x_val", "y_val")
-        if not place.same_place(val_place) or place.dtype != val_place.dtype:
+        if not place.same_place(val_place):
             raise ValueError(f"x_val is on {val_place} but x_train is on {place}; "
-                             f"pass training and validation data on one library, device and dtype")
+                             f"pass training and validation data on one library and device")
+        if place.dtype != val_place.dtype:
+            raise TypeError(f"x_val has dtype {dtype_name(val_place.dtype)} but x_train "
+                            f"{dtype_name(place.dtype)}; pass training and "
+                            f"validation images of one floating dtype")
         epochs = _checks.non_negative_int(epochs, "epochs")
         initial_epoch = _checks.non_negative_int(initial_epoch, "initial_epoch")
         if initial_epoch > epochs:
