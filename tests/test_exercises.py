@@ -3,7 +3,9 @@ pooling (gradient checks), momentum, learning-rate sweeps with a diverging rate,
 four classes, and ``Sequential.summary``."""
 
 import math
+import os
 import re
+import signal
 import warnings
 
 import numpy as np
@@ -220,9 +222,6 @@ def test_sweep_runs_start_from_the_same_state(put):
 
 def test_ctrl_c_ends_the_whole_sweep(put):
     """One Ctrl-C stops the sweep (not only the current rate); the rates done so far come back."""
-    import os
-    import signal
-
     def interrupt(epoch, metrics):
         os.kill(os.getpid(), signal.SIGINT)
     with pytest.warns(RuntimeWarning, match="interrupted"):

@@ -185,7 +185,7 @@ def test_interrupt_returns_the_last_completed_step(put, small_data, own_sigint_h
     assert history["interrupted"] is True
     assert len(steps) == expected_steps
     # steps of the unfinished epoch that the model kept (0: the run resumes exactly)
-    assert history["interrupted_steps"] == (2 if at_mid(when) else 0)
+    assert history["interrupted_steps"] == (2 if when.startswith("in the middle") else 0)
 
     reference = trained_by_hand(put, small_data, expected_steps, lr, batch_size, momentum)
     assert_same_parameters(param_state(model), param_state(reference))
@@ -195,10 +195,6 @@ def test_interrupt_returns_the_last_completed_step(put, small_data, own_sigint_h
                                   momentum=momentum, verbose=False)
     for key in METRICS:
         assert history[key] == full[key]
-
-
-def at_mid(when: str) -> bool:
-    return when.startswith("in the middle")
 
 
 def test_a_second_interrupt_is_not_swallowed(put, small_data, own_sigint_handler):

@@ -244,7 +244,8 @@ def _train(args: argparse.Namespace) -> int:
     resumed = f", resuming {args.resume} after epoch {done - 1}" if done else ""
     print(f"training {args.epochs} epochs: lr {args.lr}, batch size {args.batch_size}, "
           f"momentum {args.momentum}{resumed}")
-    initial = copy.deepcopy(model)  # the sweep's starting point
+    sweep_epochs = min(args.epochs, _SWEEP_EPOCHS) if args.sweep_epochs is None else args.sweep_epochs
+    initial = copy.deepcopy(model) if sweep_epochs else None  # the sweep's starting point
     progress = Progress(args.epochs, done, args.quiet)
     start = time.perf_counter()
     try:
@@ -268,14 +269,13 @@ def _train(args: argparse.Namespace) -> int:
                  "which the resumed run trains again from the start" if steps else "")
         print(f"interrupted: continue with  tinycnn-xp train --resume {files['checkpoint']} "
               f"--epochs {args.epochs}{exact}")
-    else:
-        sweep_epochs = min(args.epochs, _SWEEP_EPOCHS) if args.sweep_epochs is None else args.sweep_epochs
-        if sweep_epochs:
-            print(f"\nlearning-rate sweep from the same starting point: {sweep_epochs} epochs at each "
-                  f"of the rates {', '.join(f'{lr:g}' for lr in DEFAULT_LRS)} (--sweep-epochs 0 skips it)")
-            histories = _run_sweep(initial, data, list(DEFAULT_LRS), sweep_epochs, args.batch_size,
-                                   args.momentum, args.quiet, lines=False)
-            files.update(_write_sweep(out, histories, len(names), figure="confusion" in files))
+    elif sweep_epochs:
+        print(f"\nlearning-rate sweep from the same starting point: {sweep_epochs} epochs at each "
+              f"of the rates {', '.join(f'{lr:g}' for lr in DEFAULT_LRS)} (--sweep-epochs 0 skips it)")
+        histories = _run_sweep(initial, data, list(DEFAULT_LRS), sweep_epochs, args.batch_size,
+                               args.momentum, args.quiet, lines=False)
+        # matplotlib's absence was reported with the run's figures: not a second time
+        files.update(_write_sweep(out, histories, len(names), figure=_have_matplotlib(quiet=True)))
     if "diverged_epoch" in history:
         print(f"diverged at epoch {history['diverged_epoch']} (the loss stopped being finite): "
               "try a smaller --lr")
@@ -328,11 +328,12 @@ def _confusion(model: Sequential, data: list, num_classes: int) -> np.ndarray:
     return confusion_counts(to_numpy(data[3]), to_numpy(model.predict(data[2])), num_classes)
 
 
-def _have_matplotlib() -> bool:
+def _have_matplotlib(quiet: bool = False) -> bool:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        print('figures skipped: matplotlib is not installed (pip install "tinycnn-xp[plot]")')
+        if not quiet:
+            print('figures skipped: matplotlib is not installed (pip install "tinycnn-xp[plot]")')
         return False
     return True
 

@@ -251,6 +251,7 @@ class Sequential:
         targets = _one_hot(y_train, classes, place.dtype, xp)  # encoded once, not at every step
         history: dict = {"train_loss": [], "val_loss": [], "train_acc": [], "val_acc": [],
                          "kernel_snapshots": {}}
+        kept = 0  # steps of an epoch that Ctrl-C cut short
         with _StopOnInterrupt() as interrupt:
             for epoch in range(initial_epoch, epochs):
                 if interrupt.requested:  # asked for between epochs (e.g. in a callback)
@@ -264,7 +265,7 @@ class Sequential:
                                                  xp.take(targets, order, axis=0), batch_size, lr,
                                                  momentum, xp, interrupt)
                 if steps < n_batches:  # stopped mid-epoch: the model keeps its last step, the
-                    history["interrupted_steps"] = steps  # history its last whole epoch
+                    kept = steps       # history its last whole epoch
                     break
                 record, finite = self._epoch_metrics(total / n_batches, x_train, y_train, x_val,
                                                      y_val, xp)
@@ -285,12 +286,10 @@ class Sequential:
                 if callback is not None:
                     callback(epoch, record)
         if interrupt.requested:
-            history["interrupted"] = True
-            history.setdefault("interrupted_steps", 0)
+            history["interrupted"], history["interrupted_steps"] = True, kept
             done = initial_epoch + len(history["train_loss"])
-            steps = history["interrupted_steps"]
-            inside = (f"after {steps} of {n_batches} steps of epoch {done}: the model keeps those "
-                      f"steps, so resuming with initial_epoch={done} repeats them" if steps else
+            inside = (f"after {kept} of {n_batches} steps of epoch {done}: the model keeps those "
+                      f"steps, so resuming with initial_epoch={done} repeats them" if kept else
                       f"between epochs: resume exactly with initial_epoch={done}")
             warnings.warn(f"training interrupted {inside}; the history ends with epoch {done - 1}",
                           RuntimeWarning, stacklevel=2)
