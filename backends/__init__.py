@@ -2,9 +2,11 @@
 
 Every module says: ``NAME``; ``REQUIREMENTS`` (pip requirements nox installs for it); ``probe()``
 (a reason it cannot run on this machine, checked before installing anything, or ``None``);
-``unavailable()`` (the same, checked after importing it); ``xp``/``device()`` (namespace and
-device arrays go to); ``asarray(host)`` (place a NumPy array there); ``to_numpy(array)`` (bring
-one back for assertions). Read by ``noxfile.py`` and ``tests/conftest.py``.
+``unavailable()`` (the same, checked after importing it); ``namespace()``/``device()`` (namespace
+and device arrays go to); ``asarray(host)`` (place a NumPy array there); ``to_numpy(array)``
+(bring one back for assertions); optionally ``DEVICES``, the devices ``pytest --device`` may
+choose, and ``RUNS``, extra pytest runs of its nox session. Read by ``noxfile.py`` and
+``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,13 @@ MODULES = {
     "numpy": "backends.numpy_cpu",
     "array_api_strict": "backends.strict_device1",
     "torch": "backends.torch_cpu",
+    "jax": "backends.jax_cpu",
     "cupy": "backends.cupy_gpu",
 }
+
+
+#: the backend module the test session runs on (set by ``tests/conftest.py``).
+selected: ModuleType
 
 
 def load(name: str) -> ModuleType:

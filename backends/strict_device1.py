@@ -1,12 +1,18 @@
-"""array-api-strict with every array on its non-default ``Device("device1")``.
+"""array-api-strict with every array on a non-default device: ``Device("device1")``, or
+``Device("no_float64")`` (``pytest --device no_float64 -m float32``).
 
 The GPU proxy: an array created without the input's device lands on ``CPU_DEVICE`` and mixing it
 with a device1 array raises, and ``numpy.asarray`` of a device1 array raises, exactly where CuPy
-would fail on a GPU.
+would fail on a GPU. ``no_float64`` refuses float64 arrays, like Apple's MPS: a float32 model
+must never make one.
 """
 
 NAME = "array_api_strict"
 REQUIREMENTS = ["array-api-strict==2.6.1"]
+DEVICES = ("device1", "no_float64")
+DEVICE = "device1"
+#: after the whole suite on device1, the float32 tests again on the device without float64
+RUNS = [["--device=no_float64", "-m", "float32"]]
 
 
 def probe() -> str | None:
@@ -28,7 +34,7 @@ def namespace():
 
 def device():
     import array_api_strict
-    return array_api_strict.Device("device1")
+    return array_api_strict.Device(DEVICE)
 
 
 def asarray(host):

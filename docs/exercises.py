@@ -139,7 +139,7 @@ def exercise_4(data) -> None:
         history = tiny_with(pool).fit(*data, epochs=EPOCHS, verbose=False)
         print(f"{pool.__name__}: {describe(history)}")
     for pool in (tc.MaxPool2D, tc.AvgPool2D):
-        print(f"{pool.__name__}", over_seeds(lambda s: tiny_with(pool, seed=s), data))
+        print(f"{pool.__name__}", over_seeds(lambda s, pool=pool: tiny_with(pool, seed=s), data))
 
 
 def exercise_5(plt) -> None:

@@ -14,22 +14,39 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for ``backends``
-import backends  # noqa: E402
+import backends
 
 
 def pytest_addoption(parser):
     parser.addoption("--backend", default=os.environ.get("TINYCNN_BACKEND", "numpy"),
                      choices=list(backends.MODULES), help="array library the suite runs on")
+    parser.addoption("--device", default=None,
+                     help="the backend's device, where it offers several (array_api_strict: "
+                          "device1, the default, or no_float64 with -m float32)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "float32: runs in float32 only (selected on devices "
+                                       "without float64: -m float32)")
+    module = backends.load(config.getoption("--backend"))
+    device = config.getoption("--device")
+    if device is not None:
+        if device not in getattr(module, "DEVICES", ()):
+            raise pytest.UsageError(f"--device: backend {module.NAME} offers "
+                                    f"{list(getattr(module, 'DEVICES', ()))}, got {device!r}")
+        module.DEVICE = device
+    backends.selected = module
 
 
 def pytest_report_header(config):
-    return f"tinycnn_xp backend: {config.getoption('--backend')}"
+    module = backends.selected
+    return f"tinycnn_xp backend: {module.NAME}, device {getattr(module, 'DEVICE', 'default')}"
 
 
 @pytest.fixture(scope="session")
 def backend(request):
     """The selected backend module (see ``backends/``), skipped with a reason if unusable."""
-    module = backends.load(request.config.getoption("--backend"))
+    module = backends.selected
     reason = module.unavailable()
     if reason:
         if module.NAME == "cupy" and os.environ.get("TINYCNN_REQUIRE_GPU") == "1":
@@ -44,7 +61,7 @@ def xp(backend):
     return backend.namespace()
 
 
-@pytest.fixture(params=["float64", "float32"])
+@pytest.fixture(params=["float64", pytest.param("float32", marks=pytest.mark.float32)])
 def dtype_name(request):
     return request.param
 

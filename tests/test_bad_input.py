@@ -21,14 +21,14 @@ from tinycnn_xp._xp import to_numpy
 def trained(put):
     """A model trained for two epochs on the backend, and its data."""
     x_train, y_train, x_val, y_val, _ = tc.make_dataset_bundle(train_per_class=10, val_per_class=5)
-    data = dict(x_train=put(x_train), y_train=put(y_train), x_val=put(x_val), y_val=put(y_val))
+    data = {"x_train": put(x_train), "y_train": put(y_train), "x_val": put(x_val), "y_val": put(y_val)}
     model = tc.TinyCNN(seed=1)
     model.fit(**data, epochs=2, verbose=False, momentum=0.5)
     return model, data, (x_train, y_train, x_val, y_val)
 
 
 def _placement(obj):
-    place = getattr(obj, "_place", None)
+    place = getattr(obj, "placement", None)
     return None if place is None else (place.xp, repr(place.device), str(place.dtype))
 
 
@@ -392,70 +392,70 @@ def test_model_entry_points(trained, put, backend, exc, arg, call):
 # Layer cases: ``call(c, layer)`` with a placed layer of the kind the id starts with.
 LAYER_CASES = [
     case("conv forward: NaN pixel", ValueError, "x",
-         lambda c, l: l.forward(c.bad(np.ones((2, 1, 5, 5))))),
+         lambda c, layer: layer.forward(c.bad(np.ones((2, 1, 5, 5))))),
     case("conv forward: empty batch", ValueError, "x",
-         lambda c, l: l.forward(c.zeros((0, 1, 5, 5)))),
+         lambda c, layer: layer.forward(c.zeros((0, 1, 5, 5)))),
     case("conv forward: complex images", TypeError, "x",
-         lambda c, l: l.forward(c.zeros((2, 1, 5, 5), complex))),
-    case("conv forward: 3-D images", ValueError, "x", lambda c, l: l.forward(c.zeros((1, 5, 5)))),
+         lambda c, layer: layer.forward(c.zeros((2, 1, 5, 5), complex))),
+    case("conv forward: 3-D images", ValueError, "x", lambda c, layer: layer.forward(c.zeros((1, 5, 5)))),
     case("conv forward: two channels", ValueError, "x",
-         lambda c, l: l.forward(c.zeros((2, 2, 5, 5)))),
+         lambda c, layer: layer.forward(c.zeros((2, 2, 5, 5)))),
     case("conv forward: smaller than the padded kernel", ValueError, "x",
-         lambda c, l: tc.Conv2D(1, 1, 5, padding=1).forward(c.zeros((1, 1, 2, 2)))),
+         lambda c, layer: tc.Conv2D(1, 1, 5, padding=1).forward(c.zeros((1, 1, 2, 2)))),
     case("conv forward: zero width, padded", ValueError, "x",
-         lambda c, l: tc.Conv2D(1, 1, 1, padding=1).forward(c.zeros((1, 1, 3, 0)))),
+         lambda c, layer: tc.Conv2D(1, 1, 1, padding=1).forward(c.zeros((1, 1, 3, 0)))),
     case("conv forward: images of another device/library", ValueError, "x",
-         lambda c, l: l.forward(c.elsewhere(np.zeros((2, 1, 5, 5))))),
+         lambda c, layer: layer.forward(c.elsewhere(np.zeros((2, 1, 5, 5))))),
     case("conv forward: float32 images, float64 parameters", TypeError, "x",
-         lambda c, l: l.forward(c.put(np.zeros((2, 1, 5, 5)), "float32"))),
+         lambda c, layer: layer.forward(c.put(np.zeros((2, 1, 5, 5)), "float32"))),
     case("conv backward: wrong shape", ValueError, "d_output",
-         lambda c, l: l.backward(c.zeros((2, 2, 4, 4)))),
+         lambda c, layer: layer.backward(c.zeros((2, 2, 4, 4)))),
     case("conv backward: +inf gradient", ValueError, "d_output",
-         lambda c, l: l.backward(c.bad(np.ones((2, 2, 5, 5)), np.inf))),
+         lambda c, layer: layer.backward(c.bad(np.ones((2, 2, 5, 5)), np.inf))),
     case("conv backward: float32 gradient, float64 parameters", TypeError, "d_output",
-         lambda c, l: l.backward(c.put(np.ones((2, 2, 5, 5)), "float32"))),
+         lambda c, layer: layer.backward(c.put(np.ones((2, 2, 5, 5)), "float32"))),
     case("conv backward: integer gradient", TypeError, "d_output",
-         lambda c, l: l.backward(c.zeros((2, 2, 5, 5), int))),
+         lambda c, layer: layer.backward(c.zeros((2, 2, 5, 5), int))),
     case("conv backward: gradient on another device/library", ValueError, "d_output",
-         lambda c, l: l.backward(c.elsewhere(np.ones((2, 2, 5, 5))))),
-    case("conv step: lr=0", ValueError, "lr", lambda c, l: l.step(0.0)),
+         lambda c, layer: layer.backward(c.elsewhere(np.ones((2, 2, 5, 5))))),
+    case("conv step: lr=0", ValueError, "lr", lambda c, layer: layer.step(0.0)),
     case("maxpool forward: +inf pixel", ValueError, "x",
-         lambda c, l: l.forward(c.bad(np.ones((2, 2, 4, 4)), np.inf))),
-    case("maxpool forward: 2-D input", ValueError, "x", lambda c, l: l.forward(c.zeros((2, 8)))),
+         lambda c, layer: layer.forward(c.bad(np.ones((2, 2, 4, 4)), np.inf))),
+    case("maxpool forward: 2-D input", ValueError, "x", lambda c, layer: layer.forward(c.zeros((2, 8)))),
     case("maxpool forward: empty batch", ValueError, "x",
-         lambda c, l: l.forward(c.zeros((0, 2, 4, 4)))),
+         lambda c, layer: layer.forward(c.zeros((0, 2, 4, 4)))),
     case("maxpool forward: zero channels", ValueError, "x",
-         lambda c, l: l.forward(c.zeros((2, 0, 4, 4)))),
+         lambda c, layer: layer.forward(c.zeros((2, 0, 4, 4)))),
     case("maxpool backward: wrong shape", ValueError, "d_output",
-         lambda c, l: l.backward(c.zeros((2, 2, 4, 4)))),
+         lambda c, layer: layer.backward(c.zeros((2, 2, 4, 4)))),
     case("avgpool forward: smaller than the pool", ValueError, "x",
-         lambda c, l: l.forward(c.zeros((2, 2, 1, 4)))),
+         lambda c, layer: layer.forward(c.zeros((2, 2, 1, 4)))),
     case("avgpool forward: boolean images", TypeError, "x",
-         lambda c, l: l.forward(c.zeros((2, 2, 4, 4), bool))),
+         lambda c, layer: layer.forward(c.zeros((2, 2, 4, 4), bool))),
     case("avgpool backward: NaN gradient", ValueError, "d_output",
-         lambda c, l: l.backward(c.bad(np.ones((2, 2, 2, 2))))),
+         lambda c, layer: layer.backward(c.bad(np.ones((2, 2, 2, 2))))),
     case("dense forward: wrong number of features", ValueError, "x",
-         lambda c, l: l.forward(c.zeros((2, 5)))),
-    case("dense forward: empty batch", ValueError, "x", lambda c, l: l.forward(c.zeros((0, 4)))),
+         lambda c, layer: layer.forward(c.zeros((2, 5)))),
+    case("dense forward: empty batch", ValueError, "x", lambda c, layer: layer.forward(c.zeros((0, 4)))),
     case("dense forward: NaN feature", ValueError, "x",
-         lambda c, l: l.forward(c.bad(np.ones((2, 4))))),
+         lambda c, layer: layer.forward(c.bad(np.ones((2, 4))))),
     case("dense forward: integer features", TypeError, "x",
-         lambda c, l: l.forward(c.zeros((2, 4), int))),
+         lambda c, layer: layer.forward(c.zeros((2, 4), int))),
     case("dense backward: gradient on another device/library", ValueError, "d_output",
-         lambda c, l: l.backward(c.elsewhere(np.ones((2, 3))))),
-    case("dense backward: a list", TypeError, "d_output", lambda c, l: l.backward([[0.0] * 3] * 2)),
-    case("dense step: momentum=1", ValueError, "momentum", lambda c, l: l.step(0.1, momentum=1.0)),
+         lambda c, layer: layer.backward(c.elsewhere(np.ones((2, 3))))),
+    case("dense backward: a list", TypeError, "d_output", lambda c, layer: layer.backward([[0.0] * 3] * 2)),
+    case("dense step: momentum=1", ValueError, "momentum", lambda c, layer: layer.step(0.1, momentum=1.0)),
     case("relu forward: complex input", TypeError, "x",
-         lambda c, l: l.forward(c.zeros((2, 3), complex))),
+         lambda c, layer: layer.forward(c.zeros((2, 3), complex))),
     case("relu forward: NaN input", ValueError, "x",
-         lambda c, l: l.forward(c.bad(np.ones((2, 3))))),
+         lambda c, layer: layer.forward(c.bad(np.ones((2, 3))))),
     case("relu forward: empty batch", ValueError, "x",
-         lambda c, l: l.forward(c.zeros((0, 3)))),
+         lambda c, layer: layer.forward(c.zeros((0, 3)))),
     case("relu backward: wrong shape", ValueError, "d_output",
-         lambda c, l: l.backward(c.zeros((3, 2)))),
-    case("flatten forward: 1-D input", ValueError, "x", lambda c, l: l.forward(c.zeros(4))),
+         lambda c, layer: layer.backward(c.zeros((3, 2)))),
+    case("flatten forward: 1-D input", ValueError, "x", lambda c, layer: layer.forward(c.zeros(4))),
     case("flatten forward: empty batch", ValueError, "x",
-         lambda c, l: l.forward(c.zeros((0, 2, 2, 2)))),
+         lambda c, layer: layer.forward(c.zeros((0, 2, 2, 2)))),
 ]
 
 
@@ -558,6 +558,6 @@ def test_rejected_call_leaves_an_unplaced_model_unplaced(put):
     expect_rejected(model, lambda: model.fit(put(x), y_bad, put(x), y_good, epochs=1,
                                              verbose=False), ValueError, ["y_train"])
     expect_rejected(model, lambda: model.predict(put(x, "float32")[:0, ...]), ValueError, ["x"])
-    assert model._place is None and all(layer._place is None for layer in model.layers)
+    assert model.placement is None and all(layer.placement is None for layer in model.layers)
     model.predict(put(x, "float32"))  # the first good input places the model
     assert str(model.conv.weights.dtype).endswith("float32")

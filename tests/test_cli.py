@@ -4,10 +4,11 @@ The subprocess tests train on NumPy whatever ``--backend`` the suite runs with (
 backend switch is tested by the one-line errors below), so they run once, in the numpy session.
 """
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +27,15 @@ def numpy_only(backend):
         pytest.skip("CLI subprocess tests run in the numpy session only (they train on NumPy)")
 
 
-def run(args, cwd, prelude=""):
+def run(args, cwd, prelude="", env=None):
     """``python -m tinycnn_xp *args`` (after ``prelude`` Python code, e.g. to hide a module)."""
     if prelude:
         code = f"import sys\n{prelude}\nfrom tinycnn_xp.cli import main\nsys.exit(main(sys.argv[1:]))"
         command = [sys.executable, "-c", code, *args]
     else:
         command = [sys.executable, "-m", "tinycnn_xp", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, env=env,
+                          check=False)
 
 
 def _png_size(path):
@@ -50,7 +52,7 @@ def test_train_writes_checkpoint_history_and_figures(numpy_only, tmp_path):
     assert "backend numpy   device cpu   dtype float64" in result.stdout
     assert "per-class validation accuracy" in result.stdout
 
-    model = checkpoint.load(out / "model.npz")
+    model = tc.Sequential.load(out / "model.npz")
     history = checkpoint.load_history(out / "model.npz")
     assert type(model) is tc.TinyCNN and len(history["train_loss"]) == 3
     record = json.loads((out / "history.json").read_text())
@@ -78,7 +80,7 @@ def test_train_writes_checkpoint_history_and_figures(numpy_only, tmp_path):
 
 
 #: ``--device`` for the suite's backend: array-api-strict on its non-default device, the GPU proxy.
-DEVICES = {"numpy": "cpu", "array_api_strict": "device1", "torch": "cpu", "cupy": "0"}
+DEVICES = {"numpy": "cpu", "array_api_strict": "device1", "torch": "cpu", "jax": "cpu", "cupy": "0"}
 
 
 def test_train_on_the_selected_backend(backend, tmp_path):
@@ -88,7 +90,7 @@ def test_train_on_the_selected_backend(backend, tmp_path):
                  prelude="sys.modules['matplotlib'] = None")  # figures: tested above, once
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"backend {backend.NAME}   device ")
-    model = checkpoint.load(tmp_path / "run" / "model.npz")
+    model = tc.Sequential.load(tmp_path / "run" / "model.npz")
     assert model.conv.weights.dtype == np.float32
     assert len(checkpoint.load_history(tmp_path / "run" / "model.npz")["val_acc"]) == 2
 
@@ -125,8 +127,8 @@ def test_resume_continues_the_history_exactly(numpy_only, tmp_path):
     for key in METRICS:
         assert resumed[key] == expected[key], key
     assert sorted(resumed["kernel_snapshots"]) == sorted(expected["kernel_snapshots"])
-    a = checkpoint.load(tmp_path / "whole" / "model.npz")
-    b = checkpoint.load(tmp_path / "second" / "model.npz")
+    a = tc.Sequential.load(tmp_path / "whole" / "model.npz")
+    b = tc.Sequential.load(tmp_path / "second" / "model.npz")
     for (name, layer_a, attr), (_, layer_b, _) in zip(a.parameters(), b.parameters()):
         np.testing.assert_array_equal(getattr(layer_b, attr), getattr(layer_a, attr), err_msg=name)
         np.testing.assert_array_equal(layer_b.velocity[attr], layer_a.velocity[attr], err_msg=name)
@@ -134,7 +136,7 @@ def test_resume_continues_the_history_exactly(numpy_only, tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["train", "--lr", "-1"], "--lr"),
-    (["train", "--backend", "jax"], "--backend"),
+    (["train", "--backend", "mxnet"], "--backend"),
     (["train", "--epochs", "zero"], "--epochs"),
     (["train", "--momentum", "1.5"], "--momentum"),
     (["train", "--model", "huge"], "--model"),
@@ -148,8 +150,22 @@ def test_bad_flag_exits_with_argparse_message(numpy_only, tmp_path, args, words)
     assert last.startswith("tinycnn-xp") and "error:" in last and words in last
 
 
+#: ``prelude``s for a machine with a CUDA driver, or without one, whatever this one has: the
+#: resolver looks for the driver before it imports cupy.
+_CUDA_DRIVER = """import ctypes
+class _CDLL(ctypes.CDLL):
+    def __init__(self, name, *args, **kwargs):
+        if name == "libcuda.so.1":
+            {found}
+        super().__init__(name, *args, **kwargs)
+ctypes.CDLL = _CDLL"""
+WITH_CUDA_DRIVER = _CUDA_DRIVER.format(found="return")
+WITHOUT_CUDA_DRIVER = _CUDA_DRIVER.format(found="raise OSError(name)")
+
+
 @pytest.mark.parametrize("args, prelude, words", [
-    (["train", "--backend", "cupy"], "sys.modules['cupy'] = None", "pip install"),
+    (["train", "--backend", "cupy"], WITH_CUDA_DRIVER + "\nsys.modules['cupy'] = None", "pip install"),
+    (["gradcheck", "--backend", "cupy"], WITHOUT_CUDA_DRIVER, "no CUDA driver"),
     (["train", "--backend", "torch"], "sys.modules['torch'] = None", "pip install torch"),
     (["train", "--backend", "array_api_strict", "--device", "gpu9"], "", "no device 'gpu9'"),
     (["train", "--backend", "numpy", "--device", "cuda"], "", "CPU only"),
@@ -194,22 +210,33 @@ def test_sweep_writes_its_table_and_figure(numpy_only, tmp_path):
     assert _png_size(tmp_path / "sweep" / "lr_sweep.png")[0] > 300
 
 
-# -- in-process: delegation and the digits loader ------------------------------------------------
-def test_bench_delegates_its_arguments(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)  # were the real bench to run, its JSON lands here
-    seen = []
-    fake = types.ModuleType("tinycnn_xp.bench")
-    fake.main = lambda argv: seen.append(argv) or 0
-    monkeypatch.setitem(sys.modules, "tinycnn_xp.bench", fake)
-    assert cli.main(["bench", "--quick", "--json", "x.json"]) == 0
-    assert seen == [["--quick", "--json", "x.json"]]
+def test_jax_is_offered_and_float64_needs_x64(numpy_only, tmp_path):
+    """``--backend jax`` is a choice; JAX's float64 is the user's setting, never changed by the CLI."""
+    assert cli.build_parser().parse_args(["train", "--backend", "jax"]).backend == "jax"
+    env = {key: value for key, value in os.environ.items() if key != "JAX_ENABLE_X64"}
+    results = [run(["train", "--backend", "jax", "--out", "run"], tmp_path, env=env),
+               run(["gradcheck", "--backend", "jax"], tmp_path, env=env)]
+    for result in results:
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        if importlib.util.find_spec("jax") is None:
+            assert "pip install jax" in lines[0]
+        else:
+            assert "float64 on JAX needs JAX_ENABLE_X64=1 in the environment" in lines[0]
+    if importlib.util.find_spec("jax") is not None:  # gradcheck has no --dtype to offer
+        assert "--dtype float32" in results[0].stderr and "--dtype" not in results[1].stderr
+    assert not (tmp_path / "run").exists()
 
 
-def test_bench_missing_says_so_in_one_line(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "tinycnn_xp.bench", None)
-    assert cli.main(["bench"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "bench" in err[0]
+# -- in-process: the parser and the digits loader ------------------------------------------------
+def test_bench_is_no_longer_a_command(capsys):
+    """The benchmarks moved out of the package (``benchmarks/``, ``nox -s bench``)."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["bench"])
+    assert stop.value.code == 2
+    assert "invalid choice: 'bench'" in capsys.readouterr().err
+    assert "benchmark" not in cli.build_parser().format_help().lower()
 
 
 def test_digits_split_is_fixed_stratified_and_scaled():
@@ -219,7 +246,7 @@ def test_digits_split_is_fixed_stratified_and_scaled():
     assert names == DIGIT_NAMES and len(names) == 10
     assert x_train.shape == (1438, 1, 8, 8) and x_val.shape == (359, 1, 8, 8)
     assert x_train.dtype == np.float64 and y_train.dtype == np.int64
-    assert 0.0 == x_train.min() and x_train.max() == 1.0
+    assert x_train.min() == 0.0 and x_train.max() == 1.0
     val_share = np.bincount(y_val, minlength=10) / np.bincount(np.concatenate([y_train, y_val]))
     assert np.all(np.abs(val_share - 0.2) < 0.02)  # stratified: every digit gives 20% to validation
     again = load_digits_split()

@@ -41,7 +41,8 @@ GRADIENT_CASES = {
     "conv stride 2 and padding 1, odd 7x9": ((2, 1, 7, 9), lambda: [tc.Conv2D(1, 3, 3, stride=2, padding=1)]),
     "conv stride 3 > kernel 2 (skipped pixels), padding 2": (
         (2, 2, 8, 7), lambda: [tc.Conv2D(2, 2, 2, stride=3, padding=2)]),
-    "conv padding 3 (windows entirely in the padding)": ((2, 1, 5, 5), lambda: [tc.Conv2D(1, 2, 3, padding=3)]),
+    "conv padding 3 (windows entirely in the padding)":
+        ((2, 1, 5, 5), lambda: [tc.Conv2D(1, 2, 3, padding=3)]),
     "conv kernel as large as the image (1x1 output)": ((3, 2, 5, 5), lambda: [tc.Conv2D(2, 3, 5)]),
     "max pool first: non-overlapping 3x3, floored 8x7": ((2, 2, 8, 7), lambda: [tc.MaxPool2D(3)]),
     "avg pool first: non-overlapping 3x3, floored 8x7": ((2, 2, 8, 7), lambda: [tc.AvgPool2D(3)]),
@@ -50,7 +51,8 @@ GRADIENT_CASES = {
     "max pool with stride 3 > pool 2 (gaps)": ((2, 1, 8, 8), lambda: [tc.MaxPool2D(2, stride=3)]),
     "avg pool with stride 3 > pool 2 (gaps)": ((2, 1, 8, 8), lambda: [tc.AvgPool2D(2, stride=3)]),
     "padded strided conv, then overlapping avg pool": (
-        (2, 1, 9, 9), lambda: [tc.Conv2D(1, 3, 3, stride=2, padding=1), tc.ReLU(), tc.AvgPool2D(2, stride=1)]),
+        (2, 1, 9, 9),
+        lambda: [tc.Conv2D(1, 3, 3, stride=2, padding=1), tc.ReLU(), tc.AvgPool2D(2, stride=1)]),
     "two strided convs and overlapping max pool, odd 11x9": (
         (2, 1, 11, 9), lambda: [tc.Conv2D(1, 2, 3, padding=1), tc.ReLU(), tc.Conv2D(2, 3, 3, stride=2),
                                 tc.ReLU(), tc.MaxPool2D(2, stride=1)]),
@@ -60,11 +62,11 @@ GRADIENT_CASES = {
 @pytest.mark.parametrize("case", list(GRADIENT_CASES))
 def test_gradients_of_strides_padding_and_pooling(put, case):
     shape, make = GRADIENT_CASES[case]
-    layers = make() + [tc.Flatten()]
+    layers = [*make(), tc.Flatten()]
     out = shape
     for layer in layers:
         out = layer.output_shape(out)
-    model = tc.Sequential(layers + [tc.Dense(out[1], 3)], seed=sum(shape))
+    model = tc.Sequential([*layers, tc.Dense(out[1], 3)], seed=sum(shape))
     x, y = batch(put, shape, 3, seed=len(case))
     errors = tc.check_gradients(model, x, y)
     expected = {name for name, _, _ in model.parameters()} | {"input"}
@@ -217,7 +219,7 @@ def test_sweep_runs_start_from_the_same_state(put):
     np.testing.assert_array_equal(first[0.01], first[0.5])
     np.testing.assert_array_equal(first[0.01], to_numpy(model.layers[0].weights))
     assert histories[0.01]["train_loss"] != histories[0.5]["train_loss"]
-    assert model._place is None  # the caller's unplaced model stays unplaced
+    assert model.placement is None  # the caller's unplaced model stays unplaced
 
 
 def test_ctrl_c_ends_the_whole_sweep(put):
@@ -246,7 +248,7 @@ def test_sweep_rejects_bad_rates(put, lrs, exc):
     model = tc.TinyCNN()
     with pytest.raises(exc, match="lrs"):
         learning_rate_sweep(model, *small_data(put), lrs=lrs, epochs=1, verbose=False)
-    assert model._place is None
+    assert model.placement is None
 
 
 def test_sweep_rejects_lr_and_non_models(put):
@@ -282,7 +284,7 @@ def test_pool_larger_than_its_input_in_a_model(put, pool):
         model.fit(*data, epochs=1, verbose=False)
     with pytest.raises(ValueError, match="input_shape"):
         model.summary((1, 8, 8))
-    assert model._place is None
+    assert model.placement is None
 
 
 @pytest.mark.parametrize("beta", [1.0, 1.5, -0.1, -1e-12, math.nan, math.inf])

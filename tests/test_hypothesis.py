@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
+import backends
+import reference as ref
 import tinycnn_xp as tc
 from tinycnn_xp._xp import to_numpy
-
-import reference as ref
 
 THRESHOLD = 1e-7
 EPSILON = 1e-5  # check_gradients' default step
@@ -31,9 +31,11 @@ RTOL = 1e-10    # forward/backward against the reference, relative to the larges
 
 # Bounded and derandomized: the same examples every run (CI is reproducible), no example
 # database written into the tree, no per-example deadline (backends differ a lot in speed).
-BOUNDED = settings(max_examples=50, deadline=None, derandomize=True, database=None,
+# JAX runs a quarter of the examples: uncompiled, it pays ~10x NumPy's cost per array call.
+SCALE = 0.25 if backends.selected.NAME == "jax" else 1.0
+BOUNDED = settings(max_examples=int(50 * SCALE), deadline=None, derandomize=True, database=None,
                    suppress_health_check=[HealthCheck.function_scoped_fixture])
-CHEAP = settings(BOUNDED, max_examples=100)  # the reference comparison takes milliseconds
+CHEAP = settings(BOUNDED, max_examples=int(100 * SCALE))  # the reference takes milliseconds
 
 
 @st.composite
@@ -46,12 +48,12 @@ def architectures(draw):
     pool_stride = draw(st.integers(1, 3))
     # Smallest image whose convolution output still holds one pool window.
     low = max(1, (pool - 1) * stride + kernel - 2 * padding)
-    return dict(batch=draw(st.integers(1, 3)), in_channels=draw(st.integers(1, 3)),
-                out_channels=draw(st.integers(1, 4)), kernel=kernel, stride=stride,
-                padding=padding, pool=pool, pool_stride=pool_stride,
-                mode=draw(st.sampled_from(["max", "avg"])),
-                height=low + draw(st.integers(0, 4)), width=low + draw(st.integers(0, 4)),
-                classes=draw(st.integers(2, 4)))
+    return {"batch": draw(st.integers(1, 3)), "in_channels": draw(st.integers(1, 3)),
+                "out_channels": draw(st.integers(1, 4)), "kernel": kernel, "stride": stride,
+                "padding": padding, "pool": pool, "pool_stride": pool_stride,
+                "mode": draw(st.sampled_from(["max", "avg"])),
+                "height": low + draw(st.integers(0, 4)), "width": low + draw(st.integers(0, 4)),
+                "classes": draw(st.integers(2, 4))}
 
 
 def build(arch, seed):
@@ -113,7 +115,7 @@ def well_conditioned(model, x, y, arch, delta):
     q, t = arch["pool"], arch["pool_stride"]
     if arch["mode"] == "max" and q > 1:
         windows = sliding_window_view(np.maximum(z, 0.0), (q, q), axis=(2, 3))[:, :, ::t, ::t]
-        top = np.sort(windows.reshape(windows.shape[:4] + (-1,)), axis=-1)
+        top = np.sort(windows.reshape((*windows.shape[:4], -1)), axis=-1)
         if np.any((top[..., -1] > 0) & (top[..., -1] - top[..., -2] <= 4 * delta)):
             return False
     norms = {name: (np.linalg.norm(g), g.size) for name, g in grads.items()}

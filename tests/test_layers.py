@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
+import reference as ref
 import tinycnn_xp as tc
 from tinycnn_xp._xp import to_numpy
-
-import reference as ref
 
 RTOL = 1e-10
 

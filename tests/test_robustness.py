@@ -6,8 +6,8 @@
 - Interruption: SIGINT sent to our own process in the middle of ``fit`` returns control with the
   model at its last completed step (compared with a model trained by hand for that many steps)
   and the history of the epochs that completed.
-- GPU hygiene (array-api-strict only): every conversion of a device array to a host value is
-  counted; the count must not grow with the number of steps per epoch.
+- GPU hygiene (array-api-strict and JAX): every conversion of a device array to a host value,
+  NumPy calls on it included, is counted; the count must not grow with the steps per epoch.
 """
 
 import os
@@ -41,14 +41,14 @@ def assert_same_parameters(actual, expected):
 
 
 def count_steps(model):
-    """Wrap ``model._step`` (what ``fit`` calls once per batch) to count the steps taken."""
+    """Wrap ``model.step`` (what ``fit`` calls once per batch) to count the steps taken."""
     calls = []
-    step = model._step
+    step = model.step
 
-    def counted(lr, momentum):
-        step(lr, momentum)
+    def counted(lr, momentum=0.0, *, check=True):
+        step(lr, momentum, check=check)
         calls.append(1)
-    model._step = counted
+    model.step = counted
     return calls
 
 
@@ -162,15 +162,15 @@ def test_interrupt_returns_the_last_completed_step(put, small_data, own_sigint_h
     steps = count_steps(model)
     callback = None
     if not when.startswith("after"):
-        step = model._step
+        step = model.step
         # the 7th step (the 2nd of epoch 1), or the 10th (the last of epoch 1), has just completed
         at = 7 if when.startswith("in the middle") else 10
 
-        def interrupting(lr, momentum):
-            step(lr, momentum)
+        def interrupting(lr, momentum=0.0, *, check=True):
+            step(lr, momentum, check=check)
             if len(steps) == at:
                 os.kill(os.getpid(), signal.SIGINT)
-        model._step = interrupting
+        model.step = interrupting
         expected_steps, expected_epochs = at, 1 if at == 7 else 2  # a whole epoch keeps its metrics
     else:
         def callback(epoch, metrics):
@@ -220,14 +220,18 @@ VALUE_SHAPED = ("nonzero", "unique_all", "unique_counts", "unique_inverse", "uni
 
 
 class HostCounter:
-    """Counts host conversions of array-api-strict arrays while installed (see ``monkeypatch``)."""
+    """Counts host conversions of array-api-strict or JAX arrays while installed (``monkeypatch``)."""
 
-    def __init__(self, monkeypatch):
-        import array_api_strict as xs
-
+    def __init__(self, monkeypatch, backend_name):
         self.counts: dict[str, int] = {}
-        array_type = type(xs.asarray(0.0))
-        cpu = xs.Device("CPU_DEVICE")
+        if backend_name == "jax":
+            import jax.numpy as xs
+            array_type, is_device_array = type(xs.asarray(0.0)), None
+        else:
+            import array_api_strict as xs
+            array_type = type(xs.asarray(0.0))
+            cpu = xs.Device("CPU_DEVICE")
+            is_device_array = lambda self, device, **k: device == cpu
 
         def counting(name, original, when=lambda *a, **k: True):
             def wrapper(*args, **kwargs):
@@ -236,11 +240,13 @@ class HostCounter:
                 return original(*args, **kwargs)
             return wrapper
 
+        # Every NumPy call on one of these arrays goes through ``__array__``: counted too.
         for name in HOST_METHODS:
             if hasattr(array_type, name):
                 monkeypatch.setattr(array_type, name, counting(name, getattr(array_type, name)))
-        monkeypatch.setattr(array_type, "to_device", counting(
-            "to_device(CPU)", array_type.to_device, lambda self, device, **k: device == cpu))
+        if is_device_array is not None:
+            monkeypatch.setattr(array_type, "to_device", counting(
+                "to_device(CPU)", array_type.to_device, is_device_array))
         monkeypatch.setattr(array_type, "__getitem__", counting(
             "boolean mask", array_type.__getitem__,
             lambda self, key: any(isinstance(k, array_type) and k.dtype == xs.bool
@@ -256,45 +262,48 @@ class HostCounter:
         return sum(self.counts.values())
 
 
-def hygiene_run(monkeypatch, data, batch_size, epochs, per_step_sync=False):
+def hygiene_run(monkeypatch, data, batch_size, epochs, per_step_sync=False, backend="array_api_strict"):
     model = tc.TinyCNN(seed=0)
     model.forward(data[0])  # placement and index maps outside the counted region
     if per_step_sync:  # what a careless per-step NaN check would do
-        inner = model._loss_and_grad
+        inner = model.loss_and_grad
 
-        def checked(x, y, xp, input_grad):
-            loss, probabilities, grad = inner(x, y, xp, input_grad)
-            if not bool(xp.isfinite(loss)):
+        def checked(x, y, *, check=True):
+            loss, probabilities = inner(x, y, check=check)
+            if not bool(model.placement.xp.isfinite(loss)):
                 raise FloatingPointError("loss")
-            return loss, probabilities, grad
-        model._loss_and_grad = checked
+            return loss, probabilities
+        model.loss_and_grad = checked
     with monkeypatch.context() as patch:
-        counter = HostCounter(patch)
+        counter = HostCounter(patch, backend)
         history = model.fit(*data, epochs=epochs, batch_size=batch_size, verbose=False)
     assert len(history["train_loss"]) == epochs
     return counter.counts
 
 
 @pytest.fixture
-def strict_only(backend):
-    if backend.NAME != "array_api_strict":
-        pytest.skip(f"counts host conversions of array-api-strict arrays; the {backend.NAME} "
-                    f"backend has no device to leave (run with --backend array_api_strict)")
+def counted_backend(backend):
+    if backend.NAME not in ("array_api_strict", "jax"):
+        pytest.skip(f"counts host conversions of array-api-strict and JAX arrays; the "
+                    f"{backend.NAME} backend has no device to leave (run with --backend "
+                    f"array_api_strict or jax)")
+    return backend.NAME
 
 
-def test_host_round_trips_do_not_grow_with_steps(strict_only, monkeypatch, put, small_data):
+def test_host_round_trips_do_not_grow_with_steps(counted_backend, monkeypatch, put, small_data):
     data = placed(put, small_data)
-    one_step = hygiene_run(monkeypatch, data, batch_size=30, epochs=3)    # 1 step per epoch
-    ten_steps = hygiene_run(monkeypatch, data, batch_size=3, epochs=3)    # 10 steps per epoch
+    run = lambda **kw: hygiene_run(monkeypatch, data, backend=counted_backend, **kw)
+    one_step = run(batch_size=30, epochs=3)    # 1 step per epoch
+    ten_steps = run(batch_size=3, epochs=3)    # 10 steps per epoch
     assert one_step == ten_steps, (one_step, ten_steps)
     assert sum(one_step.values()) > 0  # the counter is live: the per-epoch metrics come to the host
-    six_epochs = hygiene_run(monkeypatch, data, batch_size=30, epochs=6)
+    six_epochs = run(batch_size=30, epochs=6)
     assert sum(six_epochs.values()) > sum(one_step.values())  # ... once per epoch
 
 
-def test_host_counter_catches_a_per_step_sync(strict_only, monkeypatch, put, small_data):
+def test_host_counter_catches_a_per_step_sync(counted_backend, monkeypatch, put, small_data):
     """The check above can fail: one ``bool(...)`` per step makes the count grow with the steps."""
     data = placed(put, small_data)
-    one_step = hygiene_run(monkeypatch, data, 30, 3, per_step_sync=True)
-    ten_steps = hygiene_run(monkeypatch, data, 3, 3, per_step_sync=True)
+    one_step = hygiene_run(monkeypatch, data, 30, 3, per_step_sync=True, backend=counted_backend)
+    ten_steps = hygiene_run(monkeypatch, data, 3, 3, per_step_sync=True, backend=counted_backend)
     assert ten_steps["__bool__"] - one_step["__bool__"] == 3 * (10 - 1)

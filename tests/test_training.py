@@ -28,7 +28,7 @@ def numpy_run(data):
 
 
 def test_dataset_is_the_chapters(data):
-    x_train, y_train, x_val, y_val, names = data
+    x_train, y_train, x_val, _y_val, names = data
     assert names == tc.CLASS_NAMES == ("vertical", "horizontal", "diagonal")
     assert x_train.shape == (180, 1, 8, 8) and x_val.shape == (90, 1, 8, 8)
     assert y_train[0] == REFERENCE["dataset_first_train_label"]
@@ -49,7 +49,8 @@ def test_chapter_fit_reproduced(backend, put, data):
         assert len(history[key]) == 80
         assert all(type(v) is float for v in history[key])
         np.testing.assert_allclose(history[key], REFERENCE[key], rtol=0, atol=tol, err_msg=key)
-    np.testing.assert_allclose(to_numpy(model.conv.weights), REFERENCE["final_conv_weights"], rtol=0, atol=tol)
+    np.testing.assert_allclose(to_numpy(model.conv.weights), REFERENCE["final_conv_weights"],
+                               rtol=0, atol=tol)
     np.testing.assert_allclose(to_numpy(model.conv.bias), REFERENCE["final_conv_bias"], rtol=0, atol=tol)
     np.testing.assert_allclose(to_numpy(model.dense.bias), REFERENCE["final_dense_bias"], rtol=0, atol=tol)
     assert history["val_acc"][-1] == 1.0
@@ -62,7 +63,7 @@ def test_chapter_fit_reproduced(backend, put, data):
 def test_final_dense_weights_match_the_chapters_loops(put, data):
     """The reference file has no final dense weights: the chapter's loop code (our per-pixel
     transcription of it) trained from the same start gives them, independently, on the host."""
-    from tinycnn_xp._loop_reference import LoopCNN
+    from benchmarks.chapter_loops import LoopCNN
     model = tc.TinyCNN(seed=42)
     loops = LoopCNN.from_model(model)
     history = model.fit(*(put(a) for a in data[:4]), verbose=False)
@@ -92,7 +93,7 @@ def test_agrees_with_numpy(put, data, numpy_run):
     for key in METRICS:
         np.testing.assert_allclose(history[key], ref_history[key], rtol=0, atol=1e-9)
     for name, layer, attr in model.parameters():
-        ref_layer = dict((n, l) for n, l, _ in ref_model.parameters())[name]
+        ref_layer = {n: layer for n, layer, _ in ref_model.parameters()}[name]
         np.testing.assert_allclose(to_numpy(getattr(layer, attr)), getattr(ref_layer, attr), atol=1e-9)
     np.testing.assert_array_equal(to_numpy(model.predict(put(data[2]))), ref_model.predict(data[2]))
 
@@ -157,3 +158,28 @@ def test_other_namespace_or_dtype_is_rejected(put, data):
     foreign = xs.asarray(data[2], device=xs.Device("device2"))
     with pytest.raises(ValueError, match="lives on"):
         model.predict(foreign)
+
+
+def test_a_callback_can_stop_training_after_an_epoch(put, data):
+    """Early stopping: a callback that returns True ends training after that epoch."""
+    seen = []
+
+    def patience(epoch, metrics):
+        seen.append(epoch)
+        return metrics["val_acc"] == 1.0 or None  # only True stops; None, False, 0 do not
+
+    model = tc.TinyCNN(seed=42)
+    history = model.fit(*(put(a) for a in data[:4]), epochs=80, verbose=False, callback=patience)
+    stop = history["stopped_epoch"]
+    assert seen == list(range(stop + 1)) and stop < 79
+    assert len(history["val_acc"]) == stop + 1 and history["val_acc"][-1] == 1.0
+    assert all(acc < 1.0 for acc in history["val_acc"][:-1])
+    # the same model as a run told to stop there
+    reference = tc.TinyCNN(seed=42)
+    full = reference.fit(*(put(a) for a in data[:4]), epochs=stop + 1, verbose=False)
+    assert full["val_acc"] == history["val_acc"] and "stopped_epoch" not in full
+    np.testing.assert_array_equal(to_numpy(model.dense.weights), to_numpy(reference.dense.weights))
+    # a truthy value that is not True does not stop (the callback returns None mostly)
+    again = tc.TinyCNN(seed=42).fit(*(put(a) for a in data[:4]), epochs=3, verbose=False,
+                                    callback=lambda epoch, metrics: "yes")
+    assert len(again["val_acc"]) == 3 and "stopped_epoch" not in again

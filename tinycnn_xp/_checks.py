@@ -11,9 +11,23 @@ import math
 import numbers
 from typing import Any
 
-from array_api_compat import array_namespace, device, is_array_api_obj
+from array_api_compat import (
+    array_namespace,
+    device,
+    is_array_api_obj,
+    is_dask_array,
+    is_dask_namespace,
+    is_jax_array,
+    is_lazy_array,
+    is_ndonnx_array,
+    is_ndonnx_namespace,
+)
+from array_api_compat import device as device_of
 
-from ._xp import Placement, describe, describe_namespace, dtype_name
+from ._xp import Placement, describe, describe_namespace, dtype_name, placement_of
+
+#: the floating dtypes a model trains in (float16 underflows the chapter's 1e-12 clip).
+FLOAT_DTYPES = ("float32", "float64")
 
 
 def positive_int(value: Any, name: str) -> int:
@@ -41,9 +55,10 @@ def positive_number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a positive finite number, got {value!r} "
                         f"({type(value).__name__})")
+    value = float(value)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
+    return value
 
 
 def learning_rate(lr: Any, name: str = "lr") -> float:
@@ -53,22 +68,32 @@ def learning_rate(lr: Any, name: str = "lr") -> float:
 def momentum(beta: Any, name: str = "momentum") -> float:
     if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
         raise TypeError(f"{name} must be a number in [0, 1), got {beta!r} ({type(beta).__name__})")
-    if not 0.0 <= beta < 1.0:
+    if not 0.0 <= float(beta) < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {beta!r}")
     return float(beta)
 
 
 def array(x: Any, name: str) -> Any:
-    """The array namespace of ``x``; ``TypeError`` if ``x`` is not an array-API array."""
+    """The array namespace of ``x``; ``TypeError`` if ``x`` is not an eager array-API array.
+
+    Lazy arrays (dask, ndonnx) are refused here, at the public entry: training reads values back
+    every epoch, which a lazy graph can only do by computing everything so far each time.
+    """
     if not is_array_api_obj(x):
         raise TypeError(f"{name} must be an array (NumPy, CuPy, torch or another array-API "
                         f"library), got {type(x).__name__}")
+    if is_dask_array(x) or is_ndonnx_array(x) or (is_lazy_array(x) and not is_jax_array(x)):
+        kind = "dask" if is_dask_array(x) else type(x).__module__.split(".")[0]
+        how = f"{name}.compute()" if is_dask_array(x) else f"numpy.asarray({name})"
+        raise TypeError(f"{name} is a lazy {kind} array, which tinycnn_xp cannot train on or "
+                        f"evaluate; pass an eager array instead, e.g. {how} (NumPy), or a CuPy, "
+                        f"torch or JAX array")
     return array_namespace(x)
 
 
 def floating_array(x: Any, name: str) -> Any:
     xp = array(x, name)
-    if not xp.isdtype(x.dtype, "real floating"):
+    if dtype_name(x.dtype) not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have a real floating dtype (float32 or float64), "
                         f"got {dtype_name(x.dtype)}")
     return xp
@@ -99,7 +124,8 @@ def image_size(shape: Any, name: str = "input_shape") -> tuple[int, int, int]:
         raise TypeError(f"{name} must be a tuple (channels, height, width), got {shape!r}")
     if len(shape) != 3:
         raise ValueError(f"{name} must be (channels, height, width), got {shape!r}")
-    return tuple(positive_int(value, name) for value in shape)
+    channels, height, width = (positive_int(value, name) for value in shape)
+    return channels, height, width
 
 
 def labels(y: Any, batch: int, num_classes: int, name: str = "y", images: str = "x") -> None:
@@ -156,3 +182,73 @@ def compatible(current: Placement, new: Placement, owner: str, name: str | None 
         raise TypeError(f"{owner} has {dtype_name(current.dtype)} parameters, got {what} of "
                         f"dtype {dtype_name(new.dtype)}; cast {name or 'the input'} to "
                         f"{dtype_name(current.dtype)}")
+
+
+def state_arrays(given: dict[str, Any], expected: dict[str, tuple[int, ...]]) -> None:
+    """Arrays by name (``param/conv.weights``, ...) that are exactly the ``expected`` shapes,
+    floating and finite: a trained model's state (``fit`` never leaves anything else)."""
+    if set(given) != set(expected):
+        raise ValueError(f"the parameter arrays do not match the architecture: missing "
+                         f"{sorted(set(expected) - set(given))}, unexpected "
+                         f"{sorted(set(given) - set(expected))}")
+    for key, shape in expected.items():
+        array = given[key]
+        if tuple(array.shape) != shape or dtype_name(array.dtype) not in FLOAT_DTYPES:
+            raise ValueError(f"{key} has shape {tuple(array.shape)} and dtype "
+                             f"{dtype_name(array.dtype)}, the architecture needs a float32 or "
+                             f"float64 array of shape {shape}")
+        xp = array_namespace(array)
+        if not bool(xp.all(xp.isfinite(array))):
+            raise ValueError(f"{key} holds NaN or infinite values; a trained model's "
+                             "parameters and velocities are finite")
+
+
+def images(model: Any, x: Any, name: str) -> tuple[Placement, tuple[int, ...]]:
+    """``x`` fits ``model`` (and its placement, if it has one): its placement and the logits' shape.
+
+    ``model`` is anything with ``output_shape(shape, name)`` and ``placement`` (a layer or model).
+    """
+    xp = floating_array(x, name)
+    logits_shape = model.output_shape(tuple(x.shape), name)
+    place = placement_of(x)
+    if model.placement is not None:
+        compatible(model.placement, place, type(model).__name__, name)
+    finite(x, xp, name)
+    return place, logits_shape
+
+
+def data(model: Any, x: Any, y: Any, x_name: str = "x", y_name: str = "y") -> Placement:
+    """Images ``x`` that fit ``model`` and integer labels ``y`` for them, on one device."""
+    place, (batch, classes) = images(model, x, x_name)
+    labels(y, batch, classes, y_name, x_name)
+    same_place(y, place, y_name)
+    return place
+
+
+def target(xp: Any, device: Any, dtype: Any, default_dtype: str) -> Placement:
+    """The placement that ``to(xp, device, dtype)`` asks for, proven by making an array there.
+
+    ``dtype``: ``"float32"``, ``"float64"``, one of ``xp``'s dtype objects, or ``None`` for
+    ``default_dtype``; ``device``: one of ``xp``'s devices, or ``None`` for its default.
+    """
+    if isinstance(xp, str) or not hasattr(xp, "asarray") or not hasattr(xp, "zeros"):
+        raise TypeError(f"xp must be an array namespace (numpy, cupy, torch, jax.numpy, "
+                        f"array_api_strict, ...), got {xp!r:.80}")
+    if is_dask_namespace(xp) or is_ndonnx_namespace(xp):
+        raise TypeError(f"xp: {describe_namespace(xp)} is a lazy array library, which tinycnn_xp "
+                        f"cannot train on; use numpy (and .compute() your data) or another "
+                        f"eager library")
+    name = default_dtype if dtype is None else dtype if isinstance(dtype, str) else dtype_name(dtype)
+    if name not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be one of {FLOAT_DTYPES} (or None), got {dtype!r}")
+    try:
+        probe = xp.zeros((1,), dtype=getattr(xp, name),
+                         **({} if device is None else {"device": device}))
+    except Exception as exc:  # a device the library does not have, a dtype it cannot hold there
+        raise ValueError(f"cannot make a {name} array with {describe_namespace(xp)} on device "
+                         f"{device!r}: {type(exc).__name__}: {exc}") from None
+    if dtype_name(probe.dtype) != name:  # JAX without jax_enable_x64 quietly makes float32
+        raise ValueError(f"{describe_namespace(xp)} made a {dtype_name(probe.dtype)} array when "
+                         f"asked for {name}; with JAX, turn float64 on first: "
+                         f"jax.config.update('jax_enable_x64', True)")
+    return Placement(array_namespace(probe), device_of(probe), probe.dtype)

@@ -1,4 +1,4 @@
-"""Array-namespace plumbing: which library and device an input lives on, and the host boundary.
+"""Array-namespace plumbing: where an array lives, moving arrays there, and the host boundary.
 
 Everything the layers need from here is taken once per public call (resolving a namespace costs
 microseconds, more than a small array operation), then handed down explicitly as ``xp``.
@@ -9,33 +9,61 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, device, is_array_api_obj
-from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array
+from array_api_compat import (
+    array_namespace,
+    device,
+    is_array_api_obj,
+    is_cupy_array,
+    is_jax_array,
+    is_numpy_array,
+    is_torch_array,
+    to_device,
+)
 
-__all__ = ["Placement", "placement_of", "to_numpy", "on_device", "describe"]
+__all__ = ["Placement", "placement_of", "placed", "move", "to_numpy", "describe"]
+
+Array = Any  # any array-API array
 
 
 class Placement:
-    """Where a model's arrays live: a namespace, a device on it and a floating dtype."""
+    """Where a model's arrays live: an array namespace ``xp``, a ``device`` of it, a floating ``dtype``.
+
+    ``model.placement`` is one of these (or ``None`` before the model has seen an input).
+    """
 
     __slots__ = ("xp", "device", "dtype")
 
-    def __init__(self, xp: Any, device: Any, dtype: Any):
+    def __init__(self, xp: Any, device: Any, dtype: Any) -> None:
         self.xp, self.device, self.dtype = xp, device, dtype
 
     # Immutable, and it holds a module (which cannot be copied): copies of a model share it.
-    def __copy__(self) -> "Placement":
+    def __copy__(self) -> Placement:
         return self
 
-    def __deepcopy__(self, memo: dict) -> "Placement":
+    def __deepcopy__(self, memo: dict) -> Placement:
         return self
 
-    def same_place(self, other: "Placement") -> bool:
+    def same_place(self, other: Placement) -> bool:
+        """Same library and device (any dtype)."""
         # Devices are compared with ==, never hashed: CuPy devices are not hashable.
         return self.xp is other.xp and self.device == other.device
 
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Placement) and self.same_place(other)
+                and self.dtype == other.dtype)
+
+    __hash__ = None  # type: ignore[assignment]  # devices may be unhashable
+
     def __repr__(self) -> str:
         return f"{describe_namespace(self.xp)} on {self.device!r} ({dtype_name(self.dtype)})"
+
+
+def placed(owner: Any) -> Placement:
+    """``owner.placement`` (a layer's or a model's), or ``RuntimeError`` if it has none yet."""
+    if owner.placement is None:
+        raise RuntimeError(f"{type(owner).__name__} is not placed yet: call forward(x) (with "
+                           f"checks) or to(xp, device, dtype) first")
+    return owner.placement
 
 
 def describe_namespace(xp: Any) -> str:
@@ -51,7 +79,8 @@ def describe(x: Any) -> str:
     if not is_array_api_obj(x):
         return f"{type(x).__name__}"
     xp = array_namespace(x)
-    return f"{describe_namespace(xp)} array on {device(x)!r}, dtype {dtype_name(x.dtype)}, shape {tuple(x.shape)}"
+    return (f"{describe_namespace(xp)} array on {device(x)!r}, dtype {dtype_name(x.dtype)}, "
+            f"shape {tuple(x.shape)}")
 
 
 def placement_of(*arrays: Any) -> Placement:
@@ -71,14 +100,33 @@ def placement_of(*arrays: Any) -> Placement:
     return Placement(xp, dev, first.dtype)
 
 
-def on_device(host: np.ndarray, place: Placement, dtype: Any = None) -> Any:
-    """Copy a host NumPy array onto ``place`` (one transfer), optionally casting to ``dtype``."""
+def _is_numpy_namespace(xp: Any) -> bool:
+    return xp is np or getattr(xp, "__name__", "") == "array_api_compat.numpy"
+
+
+def move(array: Array, place: Placement, dtype: Any = None) -> Array:
+    """``array`` (host NumPy, or any library's) on ``place``, cast to ``dtype`` if given.
+
+    One transfer at most: a host array is cast on the host, then copied to the device once (so a
+    float32 model never makes a float64 array on a device without float64); an array already on
+    ``place``'s library is cast and moved there; anything else goes through the host.
+    """
     xp = place.xp
-    if xp is np or getattr(xp, "__name__", "") == "array_api_compat.numpy":
-        out = np.asarray(host)
-        return out if dtype is None or out.dtype == dtype else out.astype(dtype)
-    out = xp.asarray(host, device=place.device)
-    return out if dtype is None or out.dtype == dtype else xp.astype(out, dtype)
+    if is_numpy_array(array) or not is_array_api_obj(array):
+        host = np.asarray(array)
+        if dtype is not None:
+            host = host.astype(_host_dtype(dtype), copy=False)
+        return host if _is_numpy_namespace(xp) else xp.asarray(host, device=place.device)
+    if array_namespace(array) is xp:
+        if dtype is not None and array.dtype != dtype:
+            array = xp.astype(array, dtype)  # on its own device, before the move
+        return array if device(array) == place.device else to_device(array, place.device)
+    return move(to_numpy(array), place, dtype)
+
+
+def _host_dtype(dtype: Any) -> np.dtype:
+    """The NumPy dtype of the same name as ``dtype`` (``torch.float32`` -> ``float32``)."""
+    return np.dtype(dtype_name(dtype))
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -87,7 +135,7 @@ def to_numpy(x: Any) -> np.ndarray:
         return x.get()
     if is_torch_array(x):
         return x.detach().cpu().numpy().copy()
-    if is_numpy_array(x) or not is_array_api_obj(x):
+    if is_numpy_array(x) or is_jax_array(x) or not is_array_api_obj(x):
         return np.array(x, copy=True)
     # Any other array-API library: move to its default (host) device, then DLPack.
     xp = array_namespace(x)

@@ -19,35 +19,45 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-from array_api_compat import array_namespace, device as device_of
 
-from .layers import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU
-from .models import Sequential, TinyCNN
-from ._xp import Placement, to_numpy
+from ._checks import FLOAT_DTYPES
+from ._xp import to_numpy
+from .history import METRICS, History
 
-__all__ = ["save", "load", "load_history", "load_meta"]
+__all__ = ["save", "read", "Checkpoint", "load_history", "load_meta"]
 
 FORMAT = "tinycnn_xp-checkpoint/1"
-_LAYER_CLASSES = {cls.__name__: cls for cls in (Conv2D, ReLU, MaxPool2D, AvgPool2D, Flatten, Dense)}
-_DTYPES = ("float32", "float64")
-_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
 _TEXT_ENTRIES = ("architecture", "dtype", "history", "meta")
 
 
+class Checkpoint(NamedTuple):
+    """What a checkpoint file holds, read back on the host."""
+
+    config: dict[str, Any]                   # the model's ``config()``
+    state: dict[str, dict[str, np.ndarray]]  # the model's ``state()``, as host arrays
+    dtype: str                               # "float32" or "float64"
+    history: History | None
+    meta: dict[str, Any]
+
+
 # -- saving --------------------------------------------------------------------------------------
-def save(model: Sequential, path: str | os.PathLike, history: dict | None = None, *,
+def save(model: Any, path: str | os.PathLike, history: History | None = None, *,
          meta: dict | None = None) -> Path:
     """Write ``model``, optionally ``fit``'s ``history`` and a JSON-able ``meta`` dict, to ``path``.
+
+    ``model`` is anything with ``config()`` (JSON-able) and ``state()`` (``{"param": {name:
+    array}, "velocity": {name: array}}``), as ``Sequential`` has; this module knows no model class.
 
     The file is written next to ``path`` under a temporary name, flushed to disk, then renamed
     over ``path`` in one step. Returns ``path`` as a ``Path``. The ``epochs`` entry is the length
     of ``history['train_loss']`` (0 without a history).
     """
-    if not isinstance(model, Sequential):
-        raise TypeError(f"model must be a tinycnn_xp Sequential or TinyCNN, got {type(model).__name__}")
+    if not (callable(getattr(model, "config", None)) and callable(getattr(model, "state", None))):
+        raise TypeError(f"model must be a tinycnn_xp model (with config() and state()), got "
+                        f"{type(model).__name__}")
     if history is not None and not isinstance(history, dict):
         raise TypeError(f"history must be the dict fit returns, or None, got {type(history).__name__}")
     if meta is not None and not isinstance(meta, dict):
@@ -57,7 +67,7 @@ def save(model: Sequential, path: str | os.PathLike, history: dict | None = None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+            np.savez_compressed(handle, allow_pickle=False, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half
@@ -67,30 +77,22 @@ def save(model: Sequential, path: str | os.PathLike, history: dict | None = None
     return path
 
 
-def _to_arrays(model: Sequential, history: dict | None, meta: dict) -> dict[str, np.ndarray]:
-    architecture = {
-        "model": "TinyCNN" if type(model) is TinyCNN else "Sequential",
-        "layers": [{"class": type(layer).__name__, "config": layer.config()} for layer in model.layers],
-        "names": list(model.names),
-        "input_shape": list(model.input_shape) if model.input_shape is not None else None,
-    }
-    unknown = [entry["class"] for entry in architecture["layers"] if entry["class"] not in _LAYER_CLASSES]
-    if unknown:
-        raise TypeError(f"cannot save layers of type {unknown}: checkpoints know {sorted(_LAYER_CLASSES)}")
-    history = dict(history or {})
-    snapshots = history.pop("kernel_snapshots", None) or {}
+def _to_arrays(model: Any, history: History | None, meta: dict) -> dict[str, np.ndarray]:
+    record: dict = dict(history or {})
+    snapshots = record.pop("kernel_snapshots", None) or {}
     arrays = {
         "format": np.array(FORMAT),
-        "architecture": np.array(json.dumps(architecture)),
-        "epochs": np.array(len(history.get("train_loss", [])), dtype=np.int64),
-        "history": np.array(json.dumps(history, default=_plain) if history else ""),
+        "architecture": np.array(json.dumps(model.config())),
+        "epochs": np.array(len(record.get("train_loss", [])), dtype=np.int64),
+        "history": np.array(json.dumps(record, default=_plain) if record else ""),
         "meta": np.array(json.dumps(meta, default=_plain)),
     }
-    params = model.parameters()
-    for name, layer, attr in params:  # host copies: the file never knows the library or device
-        arrays[f"param/{name}"] = to_numpy(getattr(layer, attr))
-        arrays[f"velocity/{name}"] = to_numpy(layer.velocity[attr])
-    arrays["dtype"] = np.array(str(arrays[f"param/{params[0][0]}"].dtype) if params else "float64")
+    state = model.state()
+    for group in ("param", "velocity"):  # host copies: the file never knows the library or device
+        for name, array in state[group].items():
+            arrays[f"{group}/{name}"] = to_numpy(array)
+    first = next(iter(state["param"]), None)
+    arrays["dtype"] = np.array(str(arrays[f"param/{first}"].dtype) if first else "float64")
     for epoch, kernels in snapshots.items():
         arrays[f"snapshot/{int(epoch)}"] = to_numpy(kernels)
     return arrays
@@ -104,58 +106,39 @@ def _plain(value: Any) -> Any:
 
 
 # -- loading -------------------------------------------------------------------------------------
-def load(path: str | os.PathLike, xp: Any = None, device: Any = None,
-         dtype: str | None = None) -> Sequential:
-    """The model saved in ``path``, placed on namespace ``xp`` and ``device`` with ``dtype``.
+def read(path: str | os.PathLike) -> Checkpoint:
+    """Everything in the checkpoint at ``path``, checked for the format, on the host.
 
-    ``xp`` is an array namespace (``numpy``, ``array_api_strict``, ``array_api_compat.torch``,
-    ``array_api_compat.cupy``, ...; default NumPy), ``device`` one of its devices (default: its
-    default device), ``dtype`` ``"float32"`` or ``"float64"`` (default: the saved one). Weights
-    and momentum velocities are restored: with ``history = load_history(path)``,
-    ``fit(..., initial_epoch=len(history["train_loss"]))`` continues the run as if it had never
-    stopped. A model saved as a ``TinyCNN`` comes back as a ``TinyCNN``, any other as a
-    ``Sequential`` with the same layers and names.
-
-    Raises ``ValueError`` naming the file and the problem when it is not a checkpoint (not an
-    ``.npz``, truncated, corrupt, another format, arrays that do not fit the architecture or are
-    not finite), and
-    ``FileNotFoundError`` when there is no file.
+    ``Sequential.load(path)`` builds the model from it. Raises ``ValueError`` naming the file and
+    the problem when it is not a checkpoint (not an ``.npz``, truncated, corrupt, another format,
+    entries of the wrong kind), and ``FileNotFoundError`` when there is no file.
     """
-    if dtype is not None and dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {_DTYPES} or None, got {dtype!r}")
     contents = _read(path)
-    if contents["dtype"] not in _DTYPES:
-        raise ValueError(f"{path}: saved dtype {contents['dtype']!r} is not one of {_DTYPES}")
-    model = _build(_json(contents, "architecture", path), path)
+    if contents["dtype"] not in FLOAT_DTYPES:
+        raise ValueError(f"{path}: saved dtype {contents['dtype']!r} is not one of {FLOAT_DTYPES}")
+    config = _json(contents, "architecture", path)
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: checkpoint entry 'architecture' is not a JSON object")
     arrays = contents["arrays"]
-    expected = {f"{prefix}/{name}": tuple(getattr(layer, attr).shape)
-                for name, layer, attr in model.parameters() for prefix in ("param", "velocity")}
-    stored = {key for key in arrays if key.startswith(("param/", "velocity/"))}
-    if stored != set(expected):
-        raise ValueError(f"{path}: the parameter arrays do not match the saved architecture: "
-                         f"missing {sorted(set(expected) - stored)}, unexpected {sorted(stored - set(expected))}")
-    for key, shape in expected.items():
-        if arrays[key].shape != shape or arrays[key].dtype.kind != "f":
-            raise ValueError(f"{path}: {key} has shape {arrays[key].shape} and dtype {arrays[key].dtype}, "
-                             f"the architecture needs a floating array of shape {shape}")
-        if not np.all(np.isfinite(arrays[key])):  # fit never leaves these; a damaged file does
-            raise ValueError(f"{path}: {key} holds NaN or infinite values; a trained model's "
-                             "parameters and velocities are finite")
-    for name, layer, attr in model.parameters():
-        setattr(layer, attr, arrays[f"param/{name}"])
-        layer.velocity[attr] = arrays[f"velocity/{name}"]
-    model._adopt(_placement(xp, device, dtype or contents["dtype"]))  # one transfer per array
-    return model
+    state: dict[str, dict[str, np.ndarray]] = {"param": {}, "velocity": {}}
+    for key, array in arrays.items():
+        group, _, name = key.partition("/")
+        if group in state:
+            if array.dtype.kind != "f":
+                raise ValueError(f"{path}: {key} has dtype {array.dtype}, not a floating dtype")
+            state[group][name] = array
+    return Checkpoint(config, state, contents["dtype"], load_history(path, contents),
+                      _json(contents, "meta", path))
 
 
-def load_history(path: str | os.PathLike) -> dict | None:
+def load_history(path: str | os.PathLike, contents: dict | None = None) -> History | None:
     """The history saved with the model (``fit``'s dict, snapshots as NumPy arrays), or ``None``."""
-    contents = _read(path)
+    contents = _read(path) if contents is None else contents
     if not contents["history"]:
         return None
     history = _json(contents, "history", path)
     epochs = int(contents["arrays"]["epochs"]) if contents["arrays"]["epochs"].shape == () else -1
-    for key in _METRICS:
+    for key in METRICS:
         if not isinstance(history, dict) or not isinstance(history.get(key), list) \
                 or len(history[key]) != epochs:
             raise ValueError(f"{path}: the saved history has no {key!r} list of {epochs} epochs")
@@ -190,7 +173,7 @@ def _read(path: str | os.PathLike) -> dict:
     if found is None or found.shape != () or str(found) != FORMAT:
         what = "no 'format' entry" if found is None else f"format {str(found)[:60]!r}"
         raise ValueError(f"{path}: not a tinycnn_xp checkpoint (expected format {FORMAT!r}, found {what})")
-    contents = {"arrays": arrays}
+    contents: dict[str, Any] = {"arrays": arrays}
     for key in _TEXT_ENTRIES:
         if key not in arrays or arrays[key].shape != () or arrays[key].dtype.kind != "U":
             raise ValueError(f"{path}: checkpoint entry {key!r} is missing or not text")
@@ -205,36 +188,3 @@ def _json(contents: dict, key: str, path: Any) -> Any:
         return json.loads(contents[key])
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: checkpoint entry {key!r} is not valid JSON ({exc})") from None
-
-
-def _build(architecture: Any, path: Any) -> Sequential:
-    """A fresh model with the saved architecture (the caller overwrites its weights)."""
-    try:
-        kind, entries = architecture["model"], architecture["layers"]
-        names, input_shape = architecture["names"], architecture["input_shape"]
-        if kind == "TinyCNN":
-            model = TinyCNN(num_classes=entries[-1]["config"]["out_features"])
-        elif kind == "Sequential":
-            layers = [_LAYER_CLASSES[entry["class"]](**entry["config"]) for entry in entries]
-            model = Sequential(layers, names=names,
-                               input_shape=tuple(input_shape) if input_shape is not None else None)
-        else:
-            raise ValueError(f"unknown model class {kind!r}")
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ValueError(f"{path}: the saved architecture cannot be rebuilt: "
-                         f"{type(exc).__name__}: {exc}") from None
-    rebuilt = [{"class": type(layer).__name__, "config": layer.config()} for layer in model.layers]
-    if rebuilt != entries or model.names != names:
-        raise ValueError(f"{path}: the saved layers {entries} do not make a {kind}")
-    return model
-
-
-def _placement(xp: Any, device: Any, dtype: str) -> Placement:
-    """Where a loaded model goes: the namespace, device and dtype of a probe array made there."""
-    xp = np if xp is None else xp
-    try:
-        probe = xp.zeros((1,), dtype=getattr(xp, dtype), **({} if device is None else {"device": device}))
-    except Exception as exc:
-        raise ValueError(f"cannot make a {dtype} array with {getattr(xp, '__name__', xp)} on device "
-                         f"{device!r}: {type(exc).__name__}: {exc}") from None
-    return Placement(array_namespace(probe), device_of(probe), probe.dtype)

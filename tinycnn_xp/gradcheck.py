@@ -8,8 +8,8 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from . import _checks
-from ._xp import describe
-from .losses import _softmax_cross_entropy
+from ._xp import describe, dtype_name
+from .losses import softmax_cross_entropy
 from .models import Sequential
 
 __all__ = ["numerical_gradient", "relative_error", "check_gradients"]
@@ -17,8 +17,9 @@ __all__ = ["numerical_gradient", "relative_error", "check_gradients"]
 Array = Any
 
 
-def _loss(model: Any, x: Array, y: Array, xp: Any) -> Array:
-    return _softmax_cross_entropy(model._forward(x, xp), y, xp)[0]
+def _loss(model: Sequential, x: Array, y: Array, xp: Any) -> Array:
+    logits = model.forward(x, check=False, cache=False)
+    return softmax_cross_entropy(logits, y, check=False, xp=xp)[0]
 
 
 def _prepared(model: Any, x: Array, y: Array, epsilon: Any) -> Any:
@@ -27,8 +28,9 @@ def _prepared(model: Any, x: Array, y: Array, epsilon: Any) -> Any:
         raise TypeError(f"model must be a tinycnn_xp model (Sequential, TinyCNN, a preset), "
                         f"got {type(model).__name__}")
     _checks.positive_number(epsilon, "epsilon")
-    place = model._check_data(x, y)
-    model._adopt(place)
+    place = _checks.data(model, x, y)
+    if model.placement is None:
+        model.to(place.xp, place.device, place.dtype)
     return place.xp
 
 
@@ -36,57 +38,72 @@ def numerical_gradient(model: Any, x: Array, y: Array, param_array: Array,
                        epsilon: float = 1e-5) -> Array:
     """Central differences ``(L(p + eps) - L(p - eps)) / (2 eps)`` for every entry of ``param_array``.
 
-    ``param_array`` is perturbed in place (it must be the array the model reads: one of its
-    parameters, or ``x`` itself) and restored exactly. The loop runs over entries on purpose: one
+    ``param_array`` is one of the model's parameters (``model.conv.weights``, found by identity)
+    or ``x`` itself. Each perturbed copy is bound to its owner (``layer.weights = ...``) for two
+    forward passes, and the original array is bound back at the end, so this works on immutable
+    arrays too and leaves the model exactly as it was. The loop runs over entries on purpose: one
     entry per pair of forward passes is what a finite difference is. Nothing leaves the device.
     """
     xp = _prepared(model, x, y, epsilon)
     # Perturbing anything else (a copy of a parameter, say) silently gives a zero gradient.
-    if param_array is not x and not any(param_array is getattr(layer, attr)
-                                        for _, layer, attr in model.parameters()):
+    if param_array is not x and _owner(model, param_array) is None:
         raise ValueError(f"param_array must be x or one of the model's parameters (e.g. "
                          f"model.{model.parameters()[0][0]}) itself, not a copy; got a "
                          f"{describe(param_array)}")
     return _numerical_gradient(model, x, y, param_array, epsilon, xp)
 
 
-def _numerical_gradient(model: Any, x: Array, y: Array, param_array: Array, epsilon: float,
-                        xp: Any) -> Array:
-    grad = xp.zeros_like(param_array)
-    for idx in np.ndindex(*param_array.shape):
-        old = xp.asarray(param_array[idx], copy=True)  # a copy: torch indexing returns a view
-        param_array[idx] = old + epsilon
-        loss_plus = _loss(model, x, y, xp)
-        param_array[idx] = old - epsilon
-        loss_minus = _loss(model, x, y, xp)
-        param_array[idx] = old
-        grad[idx] = (loss_plus - loss_minus) / (2 * epsilon)
-    return grad
+def _owner(model: Sequential, array: Array) -> tuple[Any, str] | None:
+    """``(layer, attribute)`` of the parameter that ``array`` is (by identity), or ``None``."""
+    return next(((layer, attr) for _, layer, attr in model.parameters()
+                 if getattr(layer, attr) is array), None)
+
+
+def _numerical_gradient(model: Sequential, x: Array, y: Array, param_array: Array,
+                        epsilon: float, xp: Any) -> Array:
+    owner, place = _owner(model, param_array), model.placement
+    assert place is not None  # placed by _prepared
+    shape, size = tuple(param_array.shape), int(np.prod(param_array.shape))
+    # The flat position of every entry, on the array's device: entry k is where it equals k.
+    position = xp.reshape(xp.arange(size, device=place.device), shape)
+
+    def loss_at(k: int, step: float) -> Array:
+        perturbed = xp.where(position == k, param_array + step, param_array)
+        if owner is None:  # the input
+            return _loss(model, perturbed, y, xp)
+        setattr(*owner, perturbed)
+        return _loss(model, x, y, xp)
+
+    try:
+        grad = [(loss_at(k, epsilon) - loss_at(k, -epsilon)) / (2 * epsilon) for k in range(size)]
+    finally:
+        if owner is not None:
+            setattr(*owner, param_array)  # the very array the caller passed, not a copy
+    return xp.reshape(xp.stack(grad), shape)
 
 
 def relative_error(analytic: Array, numeric: Array) -> float:
     """The chapter's ``|a - n| / (|a| + |n| + 1e-8)`` with Euclidean norms."""
     xp = array_namespace(analytic, numeric)
-    norm = lambda v: xp.sqrt(xp.sum(v * v))  # noqa: E731 - the standard's linalg is an extension
+    norm = lambda v: xp.sqrt(xp.sum(v * v))
     return float(norm(analytic - numeric) / (norm(analytic) + norm(numeric) + 1e-8))
 
 
 def check_gradients(model: Any, x: Array, y: Array, epsilon: float = 1e-5) -> dict[str, float]:
     """Relative error of every parameter's gradient and of the input gradient, by name.
 
-    Runs one ``loss_and_grad``-style pass for the analytic gradients, then finite differences for
+    Runs one forward and backward pass for the analytic gradients, then finite differences for
     each parameter (``'conv.weights'``, ``'dense.bias'``, ...) and for the input (``'input'``).
     Needs float64 inputs (finite differences in float32 are too coarse to check anything).
-    Works on any backend; the model's parameters are restored exactly afterwards.
+    Works on any backend; the model's parameters are the same arrays afterwards.
     """
     _checks.floating_array(x, "x")
-    if str(x.dtype).rsplit(".", 1)[-1] != "float64":
-        raise TypeError(f"x: gradient checks need float64 inputs, got {x.dtype}")
+    if dtype_name(x.dtype) != "float64":
+        raise TypeError(f"x: gradient checks need float64 inputs, got {dtype_name(x.dtype)}")
     xp = _prepared(model, x, y, epsilon)
-    x = xp.asarray(x, copy=True)  # the input check perturbs x in place: never the caller's array
-    _, _, d_input = model._loss_and_grad(x, y, xp, input_grad=True)
-    analytic = {name: xp.asarray(getattr(layer, "d_" + attr), copy=True)
-                for name, layer, attr in model.parameters()}
+    _, _, d_logits = softmax_cross_entropy(model.forward(x, check=False), y, check=False, xp=xp)
+    d_input = model.backward(d_logits, check=False)
+    analytic = {name: getattr(layer, "d_" + attr) for name, layer, attr in model.parameters()}
     errors = {name: relative_error(analytic[name],
                                    _numerical_gradient(model, x, y, getattr(layer, attr), epsilon, xp))
               for name, layer, attr in model.parameters()}

@@ -4,9 +4,10 @@ Every layer works on whatever array library its input comes from (NumPy, CuPy, t
 array-api-strict, ...) through the array API standard. Shapes follow the chapter:
 images are ``(batch, channels, height, width)``, features ``(batch, features)``.
 
-Each public ``forward``/``backward`` checks its argument and resolves the namespace once, then
-calls ``_forward``/``_backward``, which take ``xp`` explicitly; a model calls those directly so a
-training step pays for neither.
+Each public ``forward``/``backward`` checks its argument and takes the namespace from the layer's
+placement, then calls ``_forward``/``_backward``, which take ``xp`` explicitly. A model's training
+step calls ``forward(x, check=False)``, having checked its data once. State changes rebind the
+layer's attributes (``self.d_weights = ...``), never mutate an array another reference may hold.
 """
 
 from __future__ import annotations
@@ -15,30 +16,34 @@ import math
 from typing import Any, NamedTuple
 
 import numpy as np
-from array_api_compat import is_numpy_array
 
 from . import _checks
 from ._windows import output_size, transpose_index, window_index
-from ._xp import Placement, on_device, placement_of, to_numpy
+from ._xp import Placement, dtype_name, move, placed, placement_of
+from .optim import sgd_update
 
-__all__ = ["Layer", "Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "Flatten", "Dense"]
+__all__ = ["Layer", "ParametrizedLayer", "Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "Flatten",
+           "Dense", "LAYERS", "layer_from_config"]
 
 Array = Any  # any array-API array
 
 
 class Layer:
-    """Base class: placement on the first input's library/device/dtype, and the public wrappers."""
+    """Base class: placement on the first input's library/device/dtype, and the public wrappers.
+
+    Subclasses implement ``_forward(x, xp, cache)`` and ``_backward(d_output, xp, input_grad)``
+    side by side; ``forward``/``backward`` check their argument and resolve the namespace first.
+    """
 
     #: names of trainable parameter attributes; each has a gradient ``d_<name>``.
     param_names: tuple[str, ...] = ()
-
-    def __init__(self) -> None:
-        self.last_input: Array | None = None
-        self._place: Placement | None = None
-        self._index_cache: dict = {}  # device-side index arrays, per input size
-
     #: constructor arguments that rebuild this layer (``type(layer)(**layer.config())``).
     config_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.last_input: Array = None  # the last forward input (``None`` before one)
+        self.placement: Placement | None = None
+        self._index_cache: dict = {}  # device-side index arrays, per input size
 
     def config(self) -> dict[str, int]:
         """The constructor arguments of this layer, e.g. for a checkpoint."""
@@ -53,50 +58,54 @@ class Layer:
         return tuple(shape)
 
     # -- public API ----------------------------------------------------------------------------
-    def forward(self, x: Array) -> Array:
-        xp = _checks.floating_array(x, "x")
-        self.output_shape(tuple(x.shape), "x")
-        place = placement_of(x)
-        if self._place is not None:
-            _checks.compatible(self._place, place, type(self).__name__, "x")
-        _checks.finite(x, xp, "x")
-        self._adopt(place)
-        return self._forward(x, xp)
+    def forward(self, x: Array, *, check: bool = True, cache: bool = True) -> Array:
+        """This layer's output for ``x``; the first input places the layer on its device.
 
-    def backward(self, d_output: Array) -> Array:
-        """Gradient with respect to this layer's last input; stores parameter gradients."""
-        if self._place is None or self.last_input is None:
+        ``cache=False`` keeps nothing for ``backward`` (inference). ``check=False`` skips the
+        argument checks and the placement: for loops that placed the layer and checked their
+        data once (a model's training step); ``x`` must then already fit the layer.
+        """
+        if check:
+            place, _ = _checks.images(self, x, "x")
+            if self.placement is None:
+                self.to(place.xp, place.device, place.dtype)
+        return self._forward(x, placed(self).xp, cache)
+
+    def backward(self, d_output: Array, *, check: bool = True, input_grad: bool = True) -> Array | None:
+        """Gradient with respect to this layer's last input; stores parameter gradients.
+
+        ``input_grad=False`` skips the input gradient (returns ``None`` where that saves work:
+        the first layer's is never used in training).
+        """
+        if check:
+            self._check_gradient(d_output)
+        return self._backward(d_output, placed(self).xp, input_grad)
+
+    def _check_gradient(self, d_output: Array) -> None:
+        if self.placement is None or self.last_input is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         xp = _checks.floating_array(d_output, "d_output")
-        # The dtype too: a float64 gradient would make a float32 layer's d_weights float64 (NumPy)
-        # or break its in-place update (array-api-strict).
-        _checks.compatible(self._place, placement_of(d_output), type(self).__name__, "d_output")
+        # The dtype too: a float64 gradient would make a float32 layer's d_weights float64.
+        _checks.compatible(self.placement, placement_of(d_output), type(self).__name__, "d_output")
         expected = self.output_shape(tuple(self.last_input.shape))
         if tuple(d_output.shape) != expected:
             raise ValueError(f"d_output must have the shape of the last forward output {expected}, "
                              f"got {tuple(d_output.shape)}")
         _checks.finite(d_output, xp, "d_output")
-        return self._backward(d_output, xp, True)
 
     # -- placement -----------------------------------------------------------------------------
-    def _adopt(self, place: Placement) -> None:
-        """Move parameters onto ``place`` the first time; afterwards only accept that place."""
-        if self._place is None:
-            self._move_to(place)
-            return
-        _checks.compatible(self._place, place, type(self).__name__)
+    def to(self, xp: Any, device: Any = None, dtype: Any = None) -> Layer:
+        """Move this layer's arrays to namespace ``xp`` on ``device`` in floating ``dtype``
+        (defaults: ``xp``'s default device, the current dtype); one transfer per array."""
+        default = dtype_name(self.placement.dtype) if self.placement is not None else "float64"
+        self._move_to(_checks.target(xp, device, dtype, default))
+        return self
 
     def _move_to(self, place: Placement) -> None:
-        def moved(value: Array) -> Array:
-            return on_device(value if is_numpy_array(value) else to_numpy(value), place, place.dtype)
-        for name in self.param_names:
-            setattr(self, name, moved(getattr(self, name)))
-            setattr(self, "d_" + name, moved(getattr(self, "d_" + name)))
-            self.velocity[name] = moved(self.velocity[name])
-        self._place = place
+        self.placement = place
         self._index_cache = {}
 
-    def _forward(self, x: Array, xp: Any) -> Array:
+    def _forward(self, x: Array, xp: Any, cache: bool) -> Array:
         raise NotImplementedError
 
     def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array | None:
@@ -106,7 +115,7 @@ class Layer:
         return f"{type(self).__name__}()"
 
 
-class _Parametrized(Layer):
+class ParametrizedLayer(Layer):
     """A layer with trainable parameters, their gradients, a momentum velocity each, and ``step``."""
 
     param_names = ("weights", "bias")
@@ -121,33 +130,31 @@ class _Parametrized(Layer):
         self.d_weights = np.zeros_like(self.weights)
         self.d_bias = np.zeros_like(self.bias)
         self.velocity = {name: np.zeros_like(getattr(self, name)) for name in self.param_names}
-        if self._place is not None:
-            place, self._place = self._place, None
-            self._move_to(place)
+        if self.placement is not None:
+            self._move_to(self.placement)
 
     def reset_parameters(self, seed: int | None) -> None:
         """Draw fresh initial weights from ``numpy.random.default_rng(seed)``; zero bias and velocity."""
         raise NotImplementedError
 
-    def step(self, lr: float, momentum: float = 0.0) -> None:
-        """Gradient descent: ``v <- momentum * v + grad``, ``param <- param - lr * v`` (in place).
+    def _move_to(self, place: Placement) -> None:
+        for name in self.param_names:
+            setattr(self, name, move(getattr(self, name), place, place.dtype))
+            setattr(self, "d_" + name, move(getattr(self, "d_" + name), place, place.dtype))
+            self.velocity[name] = move(self.velocity[name], place, place.dtype)
+        super()._move_to(place)
+
+    def step(self, lr: float, momentum: float = 0.0, *, check: bool = True) -> None:
+        """Gradient descent: ``v <- momentum * v + grad``, ``param <- param - lr * v``.
 
         With ``momentum=0`` this is exactly the chapter's plain update ``param -= lr * grad``.
+        The new arrays are bound to the layer (``self.weights = ...``): nothing is changed in
+        place, so the same code is right for immutable arrays (JAX).
         """
-        _checks.learning_rate(lr)
-        _checks.momentum(momentum)
-        self._step(lr, momentum)
-
-    def _step(self, lr: float, momentum: float) -> None:
-        for name in self.param_names:
-            param, grad = getattr(self, name), getattr(self, "d_" + name)
-            if momentum:
-                velocity = self.velocity[name]
-                velocity *= momentum
-                velocity += grad
-                grad = velocity
-            # In place, so that references to ``weights`` (the gradient check's) stay valid.
-            param -= lr * grad
+        if check:
+            _checks.learning_rate(lr)
+            _checks.momentum(momentum)
+        sgd_update(self, lr, momentum)
 
     @property
     def parameter_count(self) -> int:
@@ -181,8 +188,8 @@ class _Windowed(Layer):
             # long contiguous rows, far faster than along a short last axis.
             index = window_index(height, width, self.window, self.stride, self.padding)
             back = transpose_index(index, height * width)
-            place = self._place
-            cached = _WindowMaps(on_device(index.ravel(), place), on_device(back.ravel(), place),
+            place = placed(self)
+            cached = _WindowMaps(move(index.ravel(), place), move(back.ravel(), place),
                                  back.shape[1], bool(np.any(back == index.size)),
                                  bool(np.any(index == height * width)), self._out_hw(height, width))
             self._index_cache[key] = cached
@@ -194,7 +201,7 @@ class _Windowed(Layer):
         maps = self._windows(height, width)
         flat = xp.reshape(x, (batch, channels, height * width))
         if maps.gather_pads:  # one zero slot per image stands for the whole zero border
-            zero = xp.zeros((batch, channels, 1), dtype=x.dtype, device=self._place.device)
+            zero = xp.zeros((batch, channels, 1), dtype=x.dtype, device=placed(self).device)
             flat = xp.concat([flat, zero], axis=2)
         return xp.take(flat, maps.gather, axis=2)
 
@@ -203,7 +210,7 @@ class _Windowed(Layer):
         batch, channels, height, width = input_shape
         maps = self._windows(height, width)
         if maps.scatter_pads:  # pixels read by fewer than ``fan`` windows pad with a zero gradient
-            zero = xp.zeros((batch, channels, 1), dtype=grad.dtype, device=self._place.device)
+            zero = xp.zeros((batch, channels, 1), dtype=grad.dtype, device=placed(self).device)
             grad = xp.concat([grad, zero], axis=2)
         gathered = xp.take(grad, maps.scatter, axis=2)
         if maps.fan > 1:
@@ -216,7 +223,7 @@ class _Windowed(Layer):
                 output_size(width, self.window, self.stride, self.padding))
 
 
-class Conv2D(_Windowed, _Parametrized):
+class Conv2D(_Windowed, ParametrizedLayer):
     """2-D cross-correlation: ``weights`` ``(out_channels, in_channels, k, k)``, ``bias`` ``(out_channels,)``.
 
     Forward gathers every k x k patch of the batch at once ("im2col") and applies all filters with
@@ -236,7 +243,7 @@ class Conv2D(_Windowed, _Parametrized):
         self.stride = _checks.positive_int(stride, "stride")
         self.padding = _checks.non_negative_int(padding, "padding")
         self.reset_parameters(seed)
-        self._cols: Array | None = None
+        self._cols: Array = None
 
     def reset_parameters(self, seed: int | None) -> None:
         k = self.kernel_size
@@ -245,16 +252,17 @@ class Conv2D(_Windowed, _Parametrized):
 
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         _checks.image_shape(shape, self.in_channels, self.kernel_size, self.padding, name, repr(self))
-        return (shape[0], self.out_channels) + self._out_hw(shape[2], shape[3])
+        return (shape[0], self.out_channels, *self._out_hw(shape[2], shape[3]))
 
-    def _forward(self, x: Array, xp: Any) -> Array:
+    def _forward(self, x: Array, xp: Any, cache: bool) -> Array:
         batch, _, height, width = x.shape
         out_h, out_w = self._windows(height, width).out_hw
         taps = self.in_channels * self.kernel_size ** 2
-        self.last_input = x
-        self._cols = xp.reshape(self._gather(x, xp), (batch, taps, out_h * out_w))
+        cols = xp.reshape(self._gather(x, xp), (batch, taps, out_h * out_w))
+        if cache:
+            self.last_input, self._cols = x, cols
         filters = xp.reshape(self.weights, (self.out_channels, taps))
-        out = filters @ self._cols + self.bias[:, None]
+        out = filters @ cols + self.bias[:, None]
         return xp.reshape(out, (batch, self.out_channels, out_h, out_w))
 
     def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array | None:
@@ -280,8 +288,9 @@ class Conv2D(_Windowed, _Parametrized):
 class ReLU(Layer):
     """Element-wise ``max(0, x)``; the gradient passes where the input was positive."""
 
-    def _forward(self, x: Array, xp: Any) -> Array:
-        self.last_input = x
+    def _forward(self, x: Array, xp: Any, cache: bool) -> Array:
+        if cache:
+            self.last_input = x
         return xp.maximum(x, 0.0)
 
     def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array:
@@ -304,16 +313,18 @@ class _Pool2D(_Windowed):
 
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         _checks.image_shape(shape, None, self.pool_size, 0, name, repr(self))
-        return (shape[0], shape[1]) + self._out_hw(shape[2], shape[3])
+        return (shape[0], shape[1], *self._out_hw(shape[2], shape[3]))
 
-    def _pool(self, x: Array, xp: Any, reduce: Any) -> Array:
-        """Gather the windows of ``x`` and ``reduce`` each one (over axis 2)."""
+    def _windows_of(self, x: Array, xp: Any) -> Array:
+        """``(batch, channels, window element, position)``: every window of ``x``."""
         batch, channels, height, width = x.shape
-        out_h, out_w = self._windows(height, width).out_hw
-        self.last_input = x
-        windows = xp.reshape(self._gather(x, xp),
-                             (batch, channels, self.pool_size ** 2, out_h * out_w))
-        return xp.reshape(reduce(windows), (batch, channels, out_h, out_w))
+        positions = math.prod(self._windows(height, width).out_hw)
+        return xp.reshape(self._gather(x, xp), (batch, channels, self.pool_size ** 2, positions))
+
+    def _to_image(self, pooled: Array, xp: Any, input_shape: tuple[int, ...]) -> Array:
+        """``(batch, channels, positions)`` -> ``(batch, channels, out_h, out_w)``."""
+        out_hw = self._windows(input_shape[2], input_shape[3]).out_hw
+        return xp.reshape(pooled, tuple(input_shape[:2]) + out_hw)
 
     def _to_input(self, per_element: Array, xp: Any) -> Array:
         """Scatter ``(batch, channels, window element, position)`` values back onto the input."""
@@ -335,14 +346,14 @@ class MaxPool2D(_Pool2D):
 
     def __init__(self, pool_size: int = 2, stride: int | None = None) -> None:
         super().__init__(pool_size, stride)
-        self._windows_and_max: tuple[Array, Array] | None = None
+        self._windows_and_max: Any = None  # (windows, their maxima) of the last forward
 
-    def _forward(self, x: Array, xp: Any) -> Array:
-        def window_max(windows: Array) -> Array:
-            best = xp.max(windows, axis=2)
-            self._windows_and_max = (windows, best)
-            return best
-        return self._pool(x, xp, window_max)
+    def _forward(self, x: Array, xp: Any, cache: bool) -> Array:
+        windows = self._windows_of(x, xp)
+        best = xp.max(windows, axis=2)
+        if cache:
+            self.last_input, self._windows_and_max = x, (windows, best)
+        return self._to_image(best, xp, tuple(x.shape))
 
     def _winners(self, xp: Any) -> Array:
         """Boolean ``(batch, channels, window element, position)``: the first maximum of each window.
@@ -370,15 +381,17 @@ class MaxPool2D(_Pool2D):
         """Input-shaped mask of the last forward pass's winners (computed when asked for)."""
         if self._windows_and_max is None:
             return None
-        xp = self._place.xp
+        xp = placed(self).xp
         return self._to_input(xp.astype(self._winners(xp), self.last_input.dtype), xp)
 
 
 class AvgPool2D(_Pool2D):
     """Mean of each window; every element of a window receives ``1 / pool_size**2`` of its gradient."""
 
-    def _forward(self, x: Array, xp: Any) -> Array:
-        return self._pool(x, xp, lambda windows: xp.mean(windows, axis=2))
+    def _forward(self, x: Array, xp: Any, cache: bool) -> Array:
+        if cache:
+            self.last_input = x
+        return self._to_image(xp.mean(self._windows_of(x, xp), axis=2), xp, tuple(x.shape))
 
     def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array:
         batch, channels = d_output.shape[:2]
@@ -392,7 +405,7 @@ class Flatten(Layer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.last_shape: tuple[int, ...] | None = None
+        self.last_shape: Any = None  # the last forward input's shape
 
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         if len(shape) < 2:
@@ -401,16 +414,16 @@ class Flatten(Layer):
             raise ValueError(f"{name}: expected a non-empty batch, got shape {shape}")
         return (shape[0], math.prod(shape[1:]))
 
-    def _forward(self, x: Array, xp: Any) -> Array:
-        self.last_shape = tuple(x.shape)
-        self.last_input = x
+    def _forward(self, x: Array, xp: Any, cache: bool) -> Array:
+        if cache:
+            self.last_shape, self.last_input = tuple(x.shape), x
         return xp.reshape(x, (x.shape[0], -1))
 
     def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array:
         return xp.reshape(d_output, self.last_shape)
 
 
-class Dense(_Parametrized):
+class Dense(ParametrizedLayer):
     """Fully connected ``y = x @ weights + bias`` with ``weights`` ``(in_features, out_features)``."""
 
     config_names = ("in_features", "out_features")
@@ -432,8 +445,9 @@ class Dense(_Parametrized):
             raise ValueError(f"{name}: expected a non-empty batch, got shape {shape}")
         return (shape[0], self.out_features)
 
-    def _forward(self, x: Array, xp: Any) -> Array:
-        self.last_input = x
+    def _forward(self, x: Array, xp: Any, cache: bool) -> Array:
+        if cache:
+            self.last_input = x
         return x @ self.weights + self.bias
 
     def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array | None:
@@ -443,3 +457,19 @@ class Dense(_Parametrized):
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features})"
+
+
+#: Every layer class by name: what a checkpoint's architecture may name (``layer_from_config``).
+LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in
+                                  (Conv2D, ReLU, MaxPool2D, AvgPool2D, Flatten, Dense)}
+
+
+def layer_from_config(entry: dict[str, Any]) -> Layer:
+    """A new layer from ``{"class": name, "config": constructor arguments}`` (``LAYERS``)."""
+    if not isinstance(entry, dict) or entry.get("class") not in LAYERS:
+        raise ValueError(f"a layer must be {{'class': one of {sorted(LAYERS)}, 'config': {{...}}}}, "
+                         f"got {entry!r:.200}")
+    config = entry.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError(f"the config of a {entry['class']} layer must be a dict, got {config!r:.200}")
+    return LAYERS[entry["class"]](**config)

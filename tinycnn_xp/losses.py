@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from array_api_compat import device
+from array_api_compat import array_namespace, device
 
 from . import _checks
 from ._xp import placement_of
+
+__all__ = ["softmax", "softmax_cross_entropy", "sample_losses", "one_hot"]
 
 Array = Any
 
@@ -26,33 +28,46 @@ def _softmax(logits: Array, xp: Any) -> Array:
     return exp_values / xp.sum(exp_values, axis=1, keepdims=True)
 
 
-def softmax_cross_entropy(logits: Array, targets: Array) -> tuple[Array, Array, Array]:
+def one_hot(labels: Array, classes: int, dtype: Any, xp: Any) -> Array:
+    """``(batch,)`` integer labels -> ``(batch, classes)`` one-hot rows of ``dtype`` (unchecked)."""
+    return xp.astype(labels[:, None] == xp.arange(classes, device=device(labels)), dtype)
+
+
+def sample_losses(logits: Array, targets: Array, xp: Any) -> tuple[Array, Array]:
+    """Per-sample cross-entropy ``(batch,)`` and the probabilities, unchecked.
+
+    ``targets``: integer labels ``(batch,)``, or their one-hot rows ``(batch, classes)`` (``fit``
+    encodes its labels once, not at every step). The true-class probability is clipped to
+    ``[1e-12, 1]`` before the log, as in the chapter.
+    """
+    rows = targets if targets.ndim == 2 else one_hot(targets, logits.shape[1], logits.dtype, xp)
+    probabilities = _softmax(logits, xp)
+    true_class = xp.sum(probabilities * rows, axis=1)  # adds exact zeros: p[i, y_i] exactly
+    # Probabilities never exceed 1, so the lower bound is all of the clip that acts (and maximum
+    # is much cheaper than clip in some wrappers).
+    return -xp.log(xp.maximum(true_class, 1e-12)), probabilities
+
+
+def softmax_cross_entropy(logits: Array, targets: Array, *, check: bool = True,
+                          xp: Any = None) -> tuple[Array, Array, Array]:
     """Mean cross-entropy of ``softmax(logits)`` against integer ``targets``.
 
     Returns ``(loss, probabilities, d_logits)``: ``loss`` is a 0-d array on the logits' device,
     ``d_logits = (probabilities - one_hot(targets)) / batch`` its gradient with respect to the logits.
     The true-class probability is clipped to ``[1e-12, 1]`` before the log, as in the chapter, so
     the loss stays finite (at most ~27.6 per sample) however wrong the logits are.
+
+    ``check=False`` skips the argument checks (for loops that checked their data once); then
+    ``targets`` may also be one-hot rows ``(batch, classes)`` of the logits' dtype. ``xp``, the
+    logits' namespace, saves looking it up.
     """
-    xp = _checks.logits(logits)
-    _checks.labels(targets, logits.shape[0], logits.shape[1], "targets", "logits")
-    _checks.same_place(targets, placement_of(logits), "targets")
-    return _softmax_cross_entropy(logits, targets, xp)
-
-
-def _one_hot(labels: Array, classes: int, dtype: Any, xp: Any) -> Array:
-    """``(batch,)`` integer labels -> ``(batch, classes)`` one-hot rows of ``dtype``."""
-    return xp.astype(labels[:, None] == xp.arange(classes, device=device(labels)), dtype)
-
-
-def _softmax_cross_entropy(logits: Array, targets: Array, xp: Any) -> tuple[Array, Array, Array]:
-    """``targets``: integer labels ``(batch,)``, or their one-hot rows ``(batch, classes)``
-    (``fit`` encodes its labels once, not at every step)."""
-    one_hot = targets if targets.ndim == 2 else _one_hot(targets, logits.shape[1], logits.dtype, xp)
-    probabilities = _softmax(logits, xp)
-    true_class = xp.sum(probabilities * one_hot, axis=1)  # adds exact zeros: p[i, y_i] exactly
-    # The chapter clips to [1e-12, 1]; probabilities never exceed 1, so the lower bound is all
-    # that acts (and maximum is much cheaper than clip in some wrappers).
-    loss = -xp.mean(xp.log(xp.maximum(true_class, 1e-12)))
-    d_logits = (probabilities - one_hot) / one_hot.shape[0]
-    return loss, probabilities, d_logits
+    if check:
+        xp = _checks.logits(logits)
+        _checks.labels(targets, logits.shape[0], logits.shape[1], "targets", "logits")
+        _checks.same_place(targets, placement_of(logits), "targets")
+    elif xp is None:
+        xp = array_namespace(logits)
+    rows = targets if targets.ndim == 2 else one_hot(targets, logits.shape[1], logits.dtype, xp)
+    losses, probabilities = sample_losses(logits, rows, xp)
+    d_logits = (probabilities - rows) / rows.shape[0]
+    return xp.mean(losses), probabilities, d_logits

@@ -8,10 +8,13 @@ chapter's style: its palette, a warm background, a light grid. Each function ret
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
+
+from .history import History
 
 __all__ = ["training_curves", "filter_evolution", "confusion_figure", "lr_sweep_figure",
            "confusion_counts"]
@@ -35,7 +38,8 @@ def _figure(**kwargs: Any) -> Iterator[Any]:
         raise ImportError('figures need matplotlib: pip install "tinycnn-xp[plot]"') from exc
     style = {"figure.facecolor": _BACKGROUND, "axes.facecolor": _BACKGROUND, "font.size": 11,
              "savefig.facecolor": _BACKGROUND}
-    with matplotlib.style.context("seaborn-v0_8-whitegrid"), matplotlib.rc_context(style):
+    with matplotlib.style.context("seaborn-v0_8-whitegrid"), \
+            matplotlib.rc_context(style):  # type: ignore[arg-type]  # stubs want literal keys
         yield Figure(layout="constrained", **kwargs)
 
 
@@ -52,7 +56,7 @@ def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return counts
 
 
-def training_curves(history: dict, path: str | Path, num_classes: int | None = None,
+def training_curves(history: History, path: str | Path, num_classes: int | None = None,
                     title: str | None = None) -> Path:
     """Loss (left) and accuracy in % (right) per epoch, training solid and validation dashed.
 
@@ -87,7 +91,7 @@ def training_curves(history: dict, path: str | Path, num_classes: int | None = N
         return _save(fig, path)
 
 
-def filter_evolution(history: dict, path: str | Path) -> Path:
+def filter_evolution(history: History, path: str | Path) -> Path:
     """The first convolution's filters (rows) at each snapshot epoch (columns), one diverging
     colour scale centred on zero for all of them."""
     snapshots = {int(epoch): np.asarray(k) for epoch, k in history["kernel_snapshots"].items()}
@@ -156,7 +160,7 @@ def confusion_figure(counts: np.ndarray, class_names: Sequence[str], path: str |
         return _save(fig, path)
 
 
-def lr_sweep_figure(histories: dict[float, dict], path: str | Path,
+def lr_sweep_figure(histories: dict[float, History], path: str | Path,
                     num_classes: int | None = None) -> Path:
     """Exercise 24.2: training loss (log scale) and validation accuracy per epoch, one colour per
     learning rate; a run that diverged ends in a cross at its last finite epoch."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 from .models import Sequential, TinyCNN

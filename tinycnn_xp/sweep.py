@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import _checks
+from .history import History
 from .models import Sequential
 
 __all__ = ["learning_rate_sweep"]
@@ -20,15 +21,16 @@ DEFAULT_LRS = (0.01, 0.05, 0.12, 0.5, 1.0)
 
 def learning_rate_sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array,
                         y_val: Array, lrs: Iterable[float] = DEFAULT_LRS,
-                        **fit_kwargs: Any) -> dict[float, dict]:
+                        **fit_kwargs: Any) -> dict[float, History]:
     """Train a fresh copy of ``model`` at each rate in ``lrs``; return ``{lr: history}``.
 
     ``x_train``/``x_val`` are images ``(n, channels, height, width)`` and ``y_train``/``y_val``
     labels ``(n,)``, on any one array library and device, as for ``fit``.
 
     Every run starts from the same state, ``model``'s own (weights and velocities; ``model``
-    itself is never trained: each run trains a deep copy, on the model's device), and calls ``copy.fit(x_train, y_train, x_val, y_val, lr=lr,
-    **fit_kwargs)``, so with the same ``seed`` every run sees the same batches. ``history`` is
+    itself is never trained: each run trains a deep copy, on the model's device), and calls
+    ``copy.fit(x_train, y_train, x_val, y_val, lr=lr, **fit_kwargs)``, so with the same ``seed``
+    every run sees the same batches. ``history`` is
     ``fit``'s (``train_loss``, ``val_loss``, ``train_acc``, ``val_acc``, ``kernel_snapshots``).
 
     A run whose loss stops being finite does not stop the sweep: ``fit`` ends it at that epoch
@@ -42,7 +44,7 @@ def learning_rate_sweep(model: Sequential, x_train: Array, y_train: Array, x_val
     if "lr" in fit_kwargs:
         raise TypeError("learning_rate_sweep takes its learning rates from lrs, not lr")
     verbose = fit_kwargs.get("verbose", True)
-    histories: dict[float, dict] = {}
+    histories: dict[float, History] = {}
     for lr in rates:
         if verbose:  # fit's progress lines do not say which rate they belong to
             print(f"learning rate {lr}:")

@@ -4,7 +4,8 @@ Conv2D/ReLU/MaxPool2D/Flatten/Dense with Python loops over output pixels (and, i
 over batch and channels), softmax cross-entropy, plain SGD and the chapter's fit loop: the code
 of Chapter 24 with two changes that do not touch the arithmetic: the initial parameters are
 handed in (so the benchmark starts it from a library model's weights) and ``fit`` prints only
-when asked. Float64 throughout, like the chapter. Not part of the public API.
+when asked. Float64 throughout, like the chapter. Not part of the installed package: the tests
+check the library against it (``from benchmarks.chapter_loops import LoopCNN``).
 
 Like the chapter, backward also computes the first layer's input gradient (which nobody uses).
 """
@@ -183,9 +184,9 @@ class LoopCNN:
         self.layers = [self.conv, self.relu, self.pool, self.flatten, self.dense]
 
     @classmethod
-    def from_model(cls, model: Any) -> "LoopCNN":
+    def from_model(cls, model: Any) -> LoopCNN:
         """The same network as a tinycnn_xp ``TinyCNN``-shaped model, with a copy of its parameters."""
-        from ._xp import to_numpy
+        from tinycnn_xp import to_numpy
         return cls(to_numpy(model.conv.weights), to_numpy(model.conv.bias),
                    to_numpy(model.dense.weights), to_numpy(model.dense.bias), model.pool.pool_size)
 

@@ -4,7 +4,8 @@
 model's current parameters; ``fit`` is the library's ``fit`` loop (same shuffles from
 ``numpy.random.default_rng(seed)``, same batches, same per-epoch metrics, one host transfer per
 epoch) with autograd and ``torch.optim.SGD``; ``train_step`` is one forward + backward + update.
-torch is imported inside the functions, so importing this module never needs it. Not public API.
+torch is imported inside the functions, so importing this module never needs it. Uses the
+library's public API only.
 
 The loss is ``torch.nn.functional.cross_entropy``; the library clips the true-class probability
 at 1e-12 before the log, which changes nothing unless a probability falls below 1e-12.
@@ -16,13 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from ._xp import to_numpy
+from tinycnn_xp import Conv2D, Dense, Flatten, MaxPool2D, ReLU, to_numpy
 
 
 def twin(model: Any, dtype: str = "float64") -> Any:
     """A ``torch.nn.Sequential`` with ``model``'s layers and a copy of its parameters, on the CPU."""
     import torch
-    from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 
     kind = getattr(torch, dtype)  # parameters made in this dtype: copies into float32 would round
     modules = []

@@ -1,7 +1,10 @@
-"""``tinycnn-xp bench`` (or ``python -m tinycnn_xp.bench``): training speed and memory, compared.
+"""``python -m benchmarks.bench`` (from the repository root; ``nox -s bench``): training speed and
+memory, compared.
 
-Two workloads, for every usable backend (numpy; array_api_strict on ``Device("device1")``; torch
-on the CPU through array_api_compat; cupy where a CUDA GPU runs a kernel):
+Two workloads, for every usable backend of ``tinycnn_xp._backends`` (numpy; array_api_strict on
+``Device("device1")``; torch on the CPU through array_api_compat; jax on its CPU, in float64 too:
+the benchmark turns ``jax_enable_x64`` on, and the library runs uncompiled, op by op; cupy where a
+CUDA GPU runs a kernel):
 
 * ``fit``: the chapter's fit, ``TinyCNN(seed=42)`` on ``make_dataset_bundle()`` (180 train / 90
   validation 8x8 images), 80 epochs, batch 18, lr 0.12, seed 0; float64 and float32.
@@ -9,18 +12,20 @@ on the CPU through array_api_compat; cupy where a CUDA GPU runs a kernel):
   ``Conv2D(1->16, 3x3) -> ReLU -> MaxPool(2) -> Flatten -> Dense(2704->10)`` on 256 random
   28x28 images, float32.
 
-Baselines, in the same process: the chapter's per-pixel loop code (``_loop_reference``; ``fit``
-float64 only) and PyTorch eager on the CPU (``_torch_reference``; both workloads), both started
+Baselines, in the same process: the chapter's per-pixel loop code (``chapter_loops``; ``fit``
+float64 only) and PyTorch eager on the CPU (``torch_eager``; both workloads), both started
 from the library model's initial weights and fed the same batches. Times are medians of repeated
 runs after a warm-up; each case's peak memory is measured once, outside the timed runs (the
 methods are printed). The final losses of the three implementations are checked against each
-other, and the table is written to a JSON file so runs can be compared.
+other, and the table is written to a JSON file so runs can be compared. The library is used
+through its public API only.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib.metadata
 import json
 import math
 import os
@@ -31,24 +36,35 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _torch_reference as eager
-from .data import make_dataset_bundle
-from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
-from .models import Sequential, TinyCNN
-from ._xp import to_numpy
+from tinycnn_xp import (
+    Conv2D,
+    Dense,
+    Flatten,
+    MaxPool2D,
+    ReLU,
+    Sequential,
+    TinyCNN,
+    make_dataset_bundle,
+    to_numpy,
+)
+from tinycnn_xp._backends import NAMES, Backend, BackendUnavailable, resolve
+
+from . import torch_eager as eager
 
 FIT = {"lr": 0.12, "batch_size": 18, "seed": 0}
 STEP = {"batch": 256, "size": 28, "filters": 16, "classes": 10, "lr": 0.01, "seed": 0}
-BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
+BACKENDS = NAMES  # the library's backends, in its order
+DEVICES = {"array_api_strict": "device1"}  # not the default device: device mismatches would show
 LOOP_TOLERANCE, TORCH_TOLERANCE = 1e-8, 1e-6  # on the float64 fit's final losses
 MEMORY_METHODS = {
     "traced": "tracemalloc peak of the bytes allocated during one call (sees NumPy's allocations, "
-              "also under array_api_strict; not torch's or CuPy's)",
+              "also under array_api_strict; not torch's, JAX's or CuPy's)",
     "rss": "peak resident set size during one call, minus the RSS before it, in a fresh Python "
            "process after a tiny warm-up (the kernel's high-water mark, reset by writing 5 to "
            "/proc/self/clear_refs; where that is not allowed, getrusage ru_maxrss, an upper bound); "
@@ -79,60 +95,35 @@ class Case:
 
     @property
     def label(self) -> str:
-        return {"tinycnn_xp": f"tinycnn_xp {self.backend}", "loop": "chapter loops (numpy)",
+        library = f"tinycnn_xp {self.backend}" + (" (eager)" if self.backend == "jax" else "")
+        return {"tinycnn_xp": library, "loop": "chapter loops (numpy)",
                 "torch_eager": "torch eager (cpu)"}[self.impl]
 
 
 # -- backends ------------------------------------------------------------------------------------
-class _Backend:
-    """``put(host)`` places a NumPy array; ``sync()`` waits for queued device work."""
+def _load_backend(name: str) -> Backend | str:
+    """The backend (``tinycnn_xp._backends.resolve``), or the reason it cannot run here.
 
-    def __init__(self, name: str, put: Callable[[np.ndarray], Any],
-                 sync: Callable[[], None] = lambda: None) -> None:
-        self.name, self.put, self.sync = name, put, sync
-
-
-def _cupy_unavailable() -> str | None:
-    """Why CuPy cannot run here, or None (the checks of ``backends/cupy_gpu.py``)."""
-    import ctypes
+    JAX computes in float32 unless told otherwise; the benchmark (not the library) turns float64
+    on, before any JAX array exists, so that its float64 rows are float64.
+    """
     try:
-        ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return "no CUDA driver (libcuda.so.1 not found)"
-    try:
-        import cupy
-    except ImportError:
-        return "cupy is not installed"
-    try:
-        if not cupy.cuda.is_available():
-            return "CuPy reports no CUDA device"
-        if float((cupy.arange(3) + 1).sum()) != 6.0:
-            return "a test kernel gave a wrong result on the GPU"
-    except Exception as exc:  # runtime or compiler errors: any reason not to run here
-        return f"CuPy cannot run a kernel: {type(exc).__name__}: {exc}"
-    return None
+        backend = resolve(name, DEVICES.get(name))
+    except BackendUnavailable as exc:
+        return str(exc)
+    if name == "jax":
+        import jax
+        jax.config.update("jax_enable_x64", True)
+    return backend
 
 
-def _load_backend(name: str) -> _Backend | str:
-    """The backend, or the reason it cannot run here."""
-    if name == "numpy":
-        return _Backend(name, lambda host: np.array(host, copy=True))
-    if name == "array_api_strict":
-        try:
-            import array_api_strict as xs
-        except ImportError:
-            return "array-api-strict is not installed"
-        return _Backend(name, lambda host: xs.asarray(host, device=xs.Device("device1"), copy=True))
-    if name == "torch":
-        if _torch() is None:
-            return "torch is not installed"
-        return _Backend(name, lambda host: _torch().asarray(np.array(host, copy=True)))
-    reason = _cupy_unavailable()
-    if reason:
-        return reason
-    import cupy
-    return _Backend(name, lambda host: cupy.array(host, copy=True),
-                    lambda: cupy.cuda.Device().synchronize())
+def _sync_of(backend: Backend, model: Any) -> Callable[[], None]:
+    """Wait for the model's queued work: ``backend.sync()``; JAX dispatches asynchronously even
+    on the CPU, so there the model's arrays are waited for."""
+    if backend.name != "jax":
+        return backend.sync
+    import jax
+    return lambda: jax.block_until_ready(model.state())
 
 
 def _torch() -> Any:
@@ -169,7 +160,18 @@ def step_model() -> Sequential:
                       input_shape=(1, STEP["size"], STEP["size"]))
 
 
-def _prepare(case: Case, opts: Options, short: bool = False) -> Callable[[], Any]:
+def _no_sync() -> None:
+    pass
+
+
+class Prepared(NamedTuple):
+    """The call to measure, and how to wait for the device work it queued."""
+
+    run: Callable[[], Any]
+    sync: Callable[[], None] = _no_sync
+
+
+def _prepare(case: Case, opts: Options, short: bool = False) -> Prepared:
     """Build a fresh model and its data for ``case``; return the call to measure.
 
     The call runs one whole fit (``short``: 2 epochs) or one training step (``short``: on 2
@@ -180,16 +182,17 @@ def _prepare(case: Case, opts: Options, short: bool = False) -> Callable[[], Any
         host = _chapter_data()
         kwargs = dict(FIT, epochs=min(opts.epochs, 2) if short else opts.epochs)
         if case.impl == "loop":
-            from ._loop_reference import LoopCNN
+            from .chapter_loops import LoopCNN
             loop = LoopCNN.from_model(model)
-            return lambda: loop.fit(*host, **kwargs)
+            return Prepared(lambda: loop.fit(*host, **kwargs))
         if case.impl == "torch_eager":
             net = eager.twin(model, case.dtype)
             data = [eager.tensor(a, case.dtype if a.ndim > 1 else None) for a in host]
-            return lambda: eager.fit(net, *data, **kwargs)
-        put = _load_backend(case.backend).put
-        data = [put(a.astype(case.dtype) if a.ndim > 1 else a) for a in host]
-        return lambda: model.fit(*data, verbose=False, **kwargs)
+            return Prepared(lambda: eager.fit(net, *data, **kwargs))
+        backend = _backend(case.backend)
+        data = [backend.put(a, case.dtype if a.ndim > 1 else None) for a in host]
+        # fit checks its data and places the model itself, once per call, like a user's fit.
+        return Prepared(lambda: model.fit(*data, verbose=False, **kwargs), _sync_of(backend, model))
 
     model = step_model()
     x_host, y_host = (a[:2] if short else a for a in _step_data())
@@ -198,17 +201,24 @@ def _prepare(case: Case, opts: Options, short: bool = False) -> Callable[[], Any
         net = eager.twin(model, case.dtype)
         optimizer = torch.optim.SGD(net.parameters(), lr=STEP["lr"])
         x, y = eager.tensor(x_host, case.dtype), eager.tensor(y_host)
-        return lambda: eager.train_step(net, optimizer, x, y)
-    put = _load_backend(case.backend).put
-    x, y = put(x_host.astype(case.dtype)), put(y_host)
-    model.forward(x[:1, ...])  # placement by the public API; then ``fit``'s own fast path
-    xp = model._place.xp
+        return Prepared(lambda: eager.train_step(net, optimizer, x, y))
+    backend = _backend(case.backend)
+    x, y = backend.put(x_host, case.dtype), backend.put(y_host)
+    # Placed once; then each step is what ``fit`` runs per batch: no per-call argument checks.
+    model.to(backend.xp, backend.device, case.dtype)
 
     def train_step() -> Any:
-        loss, _, _ = model._loss_and_grad(x, y, xp, input_grad=False)
-        model._step(STEP["lr"], 0.0)
+        loss, _ = model.loss_and_grad(x, y, check=False)
+        model.step(STEP["lr"], 0.0, check=False)
         return loss
-    return train_step
+    return Prepared(train_step, _sync_of(backend, model))
+
+
+def _backend(name: str) -> Backend:
+    loaded = _load_backend(name)
+    if isinstance(loaded, str):
+        raise BackendUnavailable(loaded)
+    return loaded
 
 
 def _final_loss(result: Any) -> float:
@@ -236,14 +246,9 @@ def _activation_bytes(case: Case) -> tuple[int, int]:
 
 
 # -- measurements --------------------------------------------------------------------------------
-def _sync(case: Case) -> Callable[[], None]:
-    return _load_backend("cupy").sync if case.backend == "cupy" else (lambda: None)
-
-
 def _sample(case: Case, opts: Options) -> tuple[float, Any]:
     """Seconds per call of one timed run on a fresh model, and the run's last result."""
-    sync = _sync(case)
-    run = _prepare(case, opts)
+    run, sync = _prepare(case, opts)
     inner = 1
     if case.config == "step":
         run()  # this model's first step
@@ -263,7 +268,9 @@ def time_cases(cases: list[Case], opts: Options) -> dict[Case, tuple[list[float]
     machine's load during the run hits every implementation alike and the ratios stay fair.
     """
     for case in cases:
-        _prepare(case, opts, short=True)()  # warm-up: code paths, kernel caches, index maps
+        warm_up = _prepare(case, opts, short=True)  # code paths, kernel caches, index maps
+        warm_up.run()
+        warm_up.sync()
     due = {case: opts.loop_repeats if case.impl == "loop" else opts.repeats for case in cases}
     out: dict = {case: ([], None) for case in cases}
     for round_ in range(max(due.values())):
@@ -276,15 +283,16 @@ def time_cases(cases: list[Case], opts: Options) -> dict[Case, tuple[list[float]
 
 def _traced_peak(case: Case, opts: Options) -> int | None:
     """tracemalloc's peak during one call; None where the arrays are not NumPy's."""
-    if case.impl == "torch_eager" or case.backend in ("torch", "cupy"):
+    if case.impl == "torch_eager" or case.backend in ("torch", "jax", "cupy"):
         return None
-    run = _prepare(case, opts)
+    run, sync = _prepare(case, opts)
     if case.config == "step":
         run()
     gc.collect()
     tracemalloc.start()
     try:
         run()
+        sync()
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -294,7 +302,7 @@ def _device_peak(case: Case, opts: Options) -> int | None:
     if case.backend != "cupy":
         return None
     import cupy
-    run, sync, pool = _prepare(case, opts), _sync(case), cupy.get_default_memory_pool()
+    (run, sync), pool = _prepare(case, opts), cupy.get_default_memory_pool()
     if case.config == "step":
         run()
     sync()
@@ -311,13 +319,15 @@ def _rss_peak(case: Case, opts: Options) -> dict:
     if case.backend == "cupy":
         return {"bytes": None, "note": "device memory: see the device column"}
     spec = json.dumps({"case": asdict(case), "opts": asdict(opts)})
-    code = "import sys; from tinycnn_xp.bench import _rss_child; _rss_child(sys.argv[1])"
-    # The child imports this very package, wherever it was imported from here.
+    # Named, not ``__name__``: that is ``__main__`` under ``python -m benchmarks.bench``. The child
+    # imports this module from the folder above ``benchmarks`` (the repository root), put first on
+    # its path, wherever it was started from.
+    code = "import sys; from benchmarks.bench import _rss_child; _rss_child(sys.argv[1])"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     try:
         done = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True,
-                              timeout=600, env={**os.environ, "PYTHONPATH": path})
+                              check=False, timeout=600, env={**os.environ, "PYTHONPATH": path})
     except subprocess.SubprocessError as exc:
         return {"bytes": None, "note": f"child failed: {type(exc).__name__}"}
     if done.returncode != 0:
@@ -332,8 +342,10 @@ def _rss_child(spec: str) -> None:
     case, opts = Case(**spec["case"]), Options(**spec["opts"])
     if opts.torch_threads and _torch() is not None:
         _torch().set_num_threads(opts.torch_threads)
-    _prepare(case, opts, short=True)()
-    run = _prepare(case, opts)
+    warm_up = _prepare(case, opts, short=True)
+    warm_up.run()
+    warm_up.sync()
+    run, sync = _prepare(case, opts)
     gc.collect()
     with open("/proc/self/statm") as f:
         before = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -344,6 +356,7 @@ def _rss_child(spec: str) -> None:
     except OSError:
         reset = False
     run()
+    sync()
     if reset:
         with open("/proc/self/status") as f:
             peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
@@ -391,8 +404,12 @@ def _machine(torch_threads_arg: int | None) -> dict:
     for name in ("array_api_compat", "array_api_strict", "cupy"):
         try:
             info[name] = __import__(name).__version__
-        except Exception:  # not installed, or a broken install: recorded as absent
+        except (ImportError, AttributeError, OSError, RuntimeError):  # absent or broken: None
             info[name] = None
+    try:  # without importing it (seconds) where it is not benchmarked
+        info["jax"] = importlib.metadata.version("jax")
+    except importlib.metadata.PackageNotFoundError:
+        info["jax"] = None
     torch = _torch()
     info["torch"] = torch.__version__ if torch else None
     if torch:
@@ -447,19 +464,22 @@ def _times(x: float | None) -> str:
 
 def _report(rows: list[dict], ratios: dict, machine: dict, opts: Options, check: dict,
             skipped: dict) -> str:
-    lines = [f"tinycnn-xp bench: medians of {opts.repeats} runs after a warm-up "
-             f"(chapter loops: {opts.loop_repeats}; a step sample = {opts.steps_per_sample} steps)",
-             f"machine: {machine['cpu_count']} CPUs, load average {machine['load_average_start'][0]:.2f} "
-             f"at start; numpy {machine['numpy']} (BLAS {machine['numpy_blas']}: "
-             f"{machine['numpy_blas_threads'] or '?'} thread(s))"]
+    lines = [(f"tinycnn-xp bench: medians of {opts.repeats} runs after a warm-up "
+              f"(chapter loops: {opts.loop_repeats}; a step sample = {opts.steps_per_sample} steps)"),
+             (f"machine: {machine['cpu_count']} CPUs, load average "
+              f"{machine['load_average_start'][0]:.2f} at start; numpy {machine['numpy']} "
+              f"(BLAS {machine['numpy_blas']}: {machine['numpy_blas_threads'] or '?'} thread(s))")]
     if machine.get("torch"):
         lines.append(f"torch {machine['torch']}: runs with {machine['torch_threads']} thread(s) "
                      f"(torch.get_num_threads(); its default here: {machine['torch_default_threads']})")
+    if any(r["backend"] == "jax" for r in rows):
+        lines.append(f"jax {machine['jax']}: float64 turned on by the benchmark (jax_enable_x64); "
+                     "the library runs uncompiled, op by op (eager)")
     lines += [f"skipped backend {name}: {why}" for name, why in skipped.items()]
-    titles = [("fit", f"chapter fit: TinyCNN, {opts.epochs} epochs of 180 8x8 images, batch 18, lr 0.12, "
-                      "then the epoch's train/val metrics"),
-              ("step", "step: Conv2D(1->16, 3x3) -> ReLU -> MaxPool(2) -> Flatten -> Dense(2704->10), "
-                       "256 28x28 images, forward + backward + SGD update")]
+    titles = [("fit", (f"chapter fit: TinyCNN, {opts.epochs} epochs of 180 8x8 images, batch 18, "
+                       "lr 0.12, then the epoch's train/val metrics")),
+              ("step", ("step: Conv2D(1->16, 3x3) -> ReLU -> MaxPool(2) -> Flatten -> "
+                        "Dense(2704->10), 256 28x28 images, forward + backward + SGD update"))]
     header = (f"{'implementation':<29}{'dtype':<9}{'median':>10}{'vs loop':>9}{'vs eager':>10}"
               f"{'traced':>12}{'RSS':>12}{'device':>11}{'activations':>13}{'peak/act':>9}")
     for config, title in titles:
@@ -484,9 +504,9 @@ def _report(rows: list[dict], ratios: dict, machine: dict, opts: Options, check:
             lines.append(f"{key.replace('_', ' ')}: speed-up of tinycnn_xp numpy over "
                          + ", ".join(found))
     lines += ["", "vs loop / vs eager: the baseline's median over this row's (>1: the library is faster);",
-              "activations: every layer's output in the call's largest forward pass (fit: the "
-              "180-image evaluation; step: the batch), Flatten excluded; peak/act: the first of "
-              "traced, device, RSS over it."]
+              ("activations: every layer's output in the call's largest forward pass (fit: the "
+               "180-image evaluation; step: the batch), Flatten excluded; peak/act: the first of "
+               "traced, device, RSS over it.")]
     lines += [f"memory {k}: {v}" for k, v in MEMORY_METHODS.items()]
     verdict = "OK" if check["ok"] else "MISMATCH"
     diffs = ", ".join(f"{k} {v['abs_diff']:.1e} (tol {v['tolerance']:.0e})"
@@ -496,7 +516,8 @@ def _report(rows: list[dict], ratios: dict, machine: dict, opts: Options, check:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tinycnn-xp bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case (default 5; "
                         "the chapter loops: at most 3)")
     parser.add_argument("--json", default="bench.json", help="where to write the results (default bench.json)")

@@ -1,0 +1,43 @@
+"""JAX on the CPU: immutable arrays, so any state change that relies on mutating an array in place
+is lost here, and shows as a model that does not learn.
+
+The library never changes JAX's settings; like a user, the test suite turns float64 on itself,
+before any array is made. Pinned to a release that installs on this machine.
+"""
+
+NAME = "jax"
+REQUIREMENTS = ["jax==0.10.2", "jaxlib==0.10.2"]
+
+
+def probe() -> str | None:
+    return None
+
+
+def unavailable() -> str | None:
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        return "jax is not installed (pip install jax==0.10.2)"
+    return None
+
+
+def namespace():
+    import jax
+    jax.config.update("jax_enable_x64", True)  # float64 for the gradient checks and parity
+    import jax.numpy
+    return jax.numpy
+
+
+def device():
+    import jax
+    return jax.devices("cpu")[0]
+
+
+def asarray(host):
+    import jax.numpy as jnp
+    return jnp.array(host, copy=True, device=device())
+
+
+def to_numpy(array):
+    import numpy
+    return numpy.array(array, copy=True)

@@ -1,0 +1,204 @@
+"""What the commands share: usage problems, backends, datasets, defaults, run folders, flag types,
+and the learning-rate sweep that both ``train`` and ``sweep`` run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .. import _checks
+from .._backends import Backend, BackendUnavailable, resolve
+from ..data import CLASS_NAMES, make_dataset_bundle
+from ..history import History
+from ..models import Sequential
+from ..sweep import learning_rate_sweep
+from .progress import Progress
+
+DATASETS = ("lines", "lines4", "digits")
+FIGURES = {"curves": "loss_accuracy.png", "filters": "filter_evolution.png",
+           "confusion": "confusion_matrix.png", "sweep": "lr_sweep.png"}
+#: ``train``'s learning-rate sweep runs at most this many epochs per rate (``--sweep-epochs``).
+SWEEP_EPOCHS = 80
+SHUFFLE_SEED = 0  # fit's shuffling seed, the chapter's; --seed only draws the initial weights
+
+#: ``(epochs, lr, batch_size, momentum)`` used when not given: the chapter's on the line patterns;
+#: on the digits, values tuned per preset (README, "Real data").
+_LINES_DEFAULTS = (80, 0.12, 18, 0.0)
+_DIGITS_DEFAULTS = {"tiny": (300, 0.1, 32, 0.0), "deep": (100, 0.05, 32, 0.5), "vgg": (15, 0.02, 32, 0.9)}
+_DIGITS_FALLBACK = (30, 0.02, 32, 0.9)
+
+
+class UsageProblem(Exception):
+    """Something the user can fix: printed as one line, exit status 2, no traceback."""
+
+
+# -- backends, data, defaults --------------------------------------------------------------------
+def resolve_backend(name: str, device: str | None, dtype: str | None = "float64") -> Backend:
+    """The backend for ``--backend``/``--device`` that can hold ``dtype``; ``UsageProblem`` if not.
+
+    ``dtype=None`` means float64 with no ``--dtype`` flag to offer instead (``gradcheck``).
+    """
+    try:
+        backend = resolve(name, device)
+    except BackendUnavailable as exc:
+        raise UsageProblem(str(exc)) from None
+    if backend.name == "jax" and dtype in ("float64", None):
+        import jax  # the library never changes JAX's settings: JAX reads JAX_ENABLE_X64 at import
+        if not jax.config.read("jax_enable_x64"):
+            instead = ", or pass --dtype float32" if dtype else " (gradcheck runs in float64)"
+            raise UsageProblem(f"float64 on JAX needs JAX_ENABLE_X64=1 in the environment{instead}")
+    return backend
+
+
+def load_dataset(name: str) -> tuple[Any, Any, Any, Any, tuple[str, ...]]:
+    """Host arrays ``(x_train, y_train, x_val, y_val, class_names)`` for ``--dataset``."""
+    if name == "lines":
+        return make_dataset_bundle()
+    if name == "lines4":  # Exercise 24.5: the three line classes and a dot
+        return make_dataset_bundle(class_names=(*CLASS_NAMES, "dot"))
+    if name == "digits":
+        from ..digits import load_digits_split
+        try:
+            return load_digits_split()
+        except ImportError as exc:
+            raise UsageProblem(str(exc)) from None
+    raise UsageProblem(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+
+
+def default_settings(dataset: str, model: str) -> tuple[int, float, int, float]:
+    if dataset == "digits":
+        return _DIGITS_DEFAULTS.get(model, _DIGITS_FALLBACK)
+    return _LINES_DEFAULTS
+
+
+def fill_defaults(args: argparse.Namespace, saved: dict | None = None) -> None:
+    """Options left unset take the checkpoint's settings (``saved``), else the defaults."""
+    for key, value in (saved or {}).items():
+        if getattr(args, key, "absent") is None:
+            setattr(args, key, value)
+    args.dataset = args.dataset or "lines"
+    args.model = args.model or "tiny"
+    args.seed = 42 if args.seed is None else args.seed
+    if getattr(args, "dtype", "absent") is None:
+        args.dtype = "float64"
+    for key, value in zip(("epochs", "lr", "batch_size", "momentum"),
+                          default_settings(args.dataset, args.model)):
+        if getattr(args, key, "absent") is None:
+            setattr(args, key, value)
+
+
+def checkpoint_call(function: Callable, *args: Any, **kwargs: Any) -> Any:
+    """A checkpoint-reading call whose file problems become one-line usage problems."""
+    try:
+        return function(*args, **kwargs)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+# -- run folders and their files -----------------------------------------------------------------
+def _new_run_dir(kind: str) -> Path:
+    base = Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{kind}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def prepare_out(out: str | None, kind: str) -> Path:
+    """The run folder ``--out`` (default: a new one under ``runs/``), created."""
+    path = Path(out) if out else _new_run_dir(kind)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageProblem(f"cannot create the output folder {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def list_files(out: Path, files: dict[str, Path]) -> None:
+    """The run folder and its files, the figures last."""
+    print(f"\nrun folder: {out}")
+    for key, path in sorted(files.items(), key=lambda item: item[0] in FIGURES):
+        print(f"  {'figure' if key in FIGURES else key:<10s} {path}")
+
+
+def have_matplotlib(quiet: bool = False) -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        if not quiet:
+            print('figures skipped: matplotlib is not installed (pip install "tinycnn-xp[plot]")')
+        return False
+    return True
+
+
+# -- the learning-rate sweep ---------------------------------------------------------------------
+def run_sweep(model: Sequential, data: list, lrs: list[float], epochs: int, batch_size: int,
+              momentum: float, quiet: bool, lines: bool = True) -> dict[float, History]:
+    """``learning_rate_sweep`` with progress, then a table of each rate's final loss and accuracy."""
+    # A bar over all rates on a terminal; otherwise (with ``lines``) fit's lines, naming each rate.
+    progress = Progress(len(lrs) * epochs, quiet=quiet, desc="sweep", lines=False)
+    verbose = lines and not quiet and progress.bar is None
+    calls = iter(range(len(lrs) * epochs))
+    x_train, y_train, x_val, y_val = data
+    with warnings.catch_warnings():  # fit warns about diverged rates; the table below says it
+        warnings.filterwarnings("ignore", "training diverged", RuntimeWarning)
+        try:
+            histories = learning_rate_sweep(model, x_train, y_train, x_val, y_val, lrs, epochs=epochs,
+                                            batch_size=batch_size, seed=SHUFFLE_SEED, momentum=momentum,
+                                            verbose=verbose,
+                                            callback=lambda _, m: progress(next(calls), m))
+        except (TypeError, ValueError) as exc:
+            raise UsageProblem(f"sweep: {exc}") from None
+        finally:
+            progress.close()
+    print(f"\n{'lr':>8s}  {'train loss':>10s}  {'val acc':>7s}")
+    for lr, history in histories.items():
+        loss = f"{history['train_loss'][-1]:.4f}" if history["train_loss"] else "-"
+        acc = f"{history['val_acc'][-1]:.1%}" if history["val_acc"] else "-"
+        note = f"  diverged at epoch {history['diverged_epoch']}" if "diverged_epoch" in history else ""
+        note += "  interrupted" if history.get("interrupted") else ""
+        print(f"{lr:>8g}  {loss:>10s}  {acc:>7s}{note}")
+    return histories
+
+
+def write_sweep(out: Path, histories: dict[float, History], num_classes: int,
+                figure: bool) -> dict[str, Path]:
+    """``sweep.json`` and (if ``figure``: matplotlib is there) the sweep figure; their paths."""
+    files = {"sweeps": out / "sweep.json"}
+    record = {str(lr): {k: v for k, v in h.items() if k != "kernel_snapshots"} for lr, h in histories.items()}
+    files["sweeps"].write_text(json.dumps(record, indent=1))
+    if figure:
+        from .. import plots
+        files["sweep"] = plots.lr_sweep_figure(histories, out / FIGURES["sweep"], num_classes=num_classes)
+    return files
+
+
+# -- flag types ----------------------------------------------------------------------------------
+def flag(convert: Callable[[str], Any], check: Callable[[Any, str], Any],
+         expected: str) -> Callable[[str], Any]:
+    """An argparse ``type`` that converts the text, then applies the library's own check."""
+    def parse(text: str) -> Any:
+        try:
+            return check(convert(text), "value")
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    parse.__name__ = expected
+    return parse
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    def at_least(value: int, name: str) -> int:
+        if value < low:
+            raise ValueError(name)
+        return value
+    return flag(int, at_least, f"an integer >= {low}")
+
+
+positive_float = flag(float, _checks.learning_rate, "a positive number")
+momentum_flag = flag(float, _checks.momentum, "a number in [0, 1)")

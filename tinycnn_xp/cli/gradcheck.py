@@ -1,0 +1,38 @@
+"""``tinycnn-xp gradcheck``: backprop against finite differences, in float64, like the chapter."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from ..presets import make_model
+from .common import resolve_backend
+
+__all__ = ["run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..gradcheck import check_gradients
+    backend = resolve_backend(args.backend, args.device, dtype=None)  # float64, no --dtype
+    model = make_model(args.model or "tiny", seed=args.seed, num_classes=args.classes)
+    # The chapter's check: N(0, 1) images. Real images have exact zeros, and a window of zeros
+    # puts a ReLU exactly on its kink, where a finite difference is not a derivative.
+    rng = np.random.default_rng(123)
+    x = backend.put(rng.normal(0.0, 1.0, size=(args.samples, 1, 8, 8)))  # float64: needed here
+    y = backend.put(np.arange(args.samples, dtype=np.int64) % args.classes)
+    print(f"gradient check: model {args.model or 'tiny'} (seed {args.seed}, {args.classes} classes), "
+          f"{args.samples} random images, backend {backend.name} on {backend.device}, float64, "
+          f"epsilon {args.epsilon:g}")
+    errors = check_gradients(model, x, y, epsilon=args.epsilon)
+    shapes = {name: tuple(getattr(layer, attr).shape) for name, layer, attr in model.parameters()}
+    shapes["input"] = tuple(x.shape)
+    width = max(len(name) for name in errors)
+    print(f"{'array':<{width}}  {'shape':<14s}  relative error")
+    failed = 0
+    for name, error in errors.items():
+        ok = error < args.threshold
+        failed += not ok
+        print(f"{name:<{width}}  {shapes[name]!s:<14s}  {error:.2e}  {'ok' if ok else 'FAIL'}")
+    print(f"{len(errors) - failed} of {len(errors)} below the threshold {args.threshold:g}")
+    return 1 if failed else 0

@@ -1,0 +1,104 @@
+"""The parser of ``tinycnn-xp`` and ``main``, which runs one command and turns usage problems into
+one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .._backends import NAMES
+from ..presets import PRESETS
+from . import gradcheck, sweep, train
+from .common import DATASETS, SWEEP_EPOCHS, UsageProblem, int_at_least, momentum_flag, positive_float
+
+__all__ = ["build_parser", "main"]
+
+COMMANDS = {"train": train.run, "gradcheck": gradcheck.run, "sweep": sweep.run}
+
+
+def _add_placement(parser: argparse.ArgumentParser, dtype: bool = True) -> None:
+    parser.add_argument("--backend", choices=NAMES, default="numpy",
+                        help="array library to train on (default: numpy)")
+    parser.add_argument("--device", help="device of that library: cpu, cuda:0, CPU_DEVICE, device1, 0, ... "
+                                         "(default: its CPU, or GPU 0 for cupy)")
+    if dtype:
+        parser.add_argument("--dtype", choices=("float32", "float64"),
+                            help="floating dtype of data and weights (default: float64; on JAX "
+                                 "float64 needs JAX_ENABLE_X64=1)")
+
+
+def _add_model(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", choices=sorted(PRESETS),
+                        help="model preset (default: tiny, the chapter's TinyCNN)")
+    parser.add_argument("--dataset", choices=DATASETS,
+                        help="lines: the chapter's 3 line patterns (default); lines4: plus a dot "
+                             "(Exercise 24.5); digits: scikit-learn's 8x8 handwritten digits")
+    parser.add_argument("--seed", type=int_at_least(0), help="seed of the initial weights (default: 42)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinycnn-xp", description="Train the chapter's CNN and see it learn, check its "
+        "gradients, or sweep learning rates, on NumPy, array-api-strict, torch, JAX or CuPy.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a model and write its figures and checkpoint",
+                           description="Train a model preset, then write figures, a checkpoint "
+                                       "and the history into a run folder. Unset training options "
+                                       "take the chapter's values on the line patterns and tuned "
+                                       "values on the digits; with --resume, the checkpoint's.")
+    _add_placement(train)
+    _add_model(train)
+    train.add_argument("--epochs", type=int_at_least(1), help="total number of epochs (with --resume too)")
+    train.add_argument("--lr", type=positive_float, help="learning rate")
+    train.add_argument("--batch-size", type=int_at_least(1), help="mini-batch size")
+    train.add_argument("--momentum", type=momentum_flag, help="momentum in [0, 1) (0: plain SGD)")
+    train.add_argument("--out", metavar="DIR", help="run folder (default: a new folder under runs/)")
+    train.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this .npz")
+    train.add_argument("--sweep-epochs", type=int_at_least(0), metavar="N",
+                       help="epochs per rate of the learning-rate sweep run after training, from "
+                            f"the same starting point (default: the run's epochs, at most {SWEEP_EPOCHS}; "
+                            "0: no sweep)")
+    train.add_argument("--quiet", action="store_true", help="no progress while training")
+
+    grad = sub.add_parser("gradcheck", help="compare backprop with finite differences (float64)",
+                          description="Finite-difference gradient check of every parameter and the "
+                                      "input on random N(0, 1) images, like the chapter's; exit "
+                                      "status 1 if any relative error reaches the threshold.")
+    _add_placement(grad, dtype=False)
+    grad.add_argument("--model", choices=sorted(PRESETS), help="model preset (default: tiny)")
+    grad.add_argument("--seed", type=int_at_least(0), default=99,
+                      help="seed of the weights (default: 99, the chapter's check)")
+    grad.add_argument("--classes", type=int_at_least(2), default=3, help="number of classes (default: 3)")
+    grad.add_argument("--samples", type=int_at_least(1), default=4,
+                      help="images in the checked batch (default: 4)")
+    grad.add_argument("--epsilon", type=positive_float, default=1e-5,
+                      help="finite-difference step (default: 1e-5)")
+    grad.add_argument("--threshold", type=positive_float, default=1e-7,
+                      help="largest relative error accepted (default: 1e-7)")
+
+    sweep = sub.add_parser("sweep", help="learning-rate sweep (Exercise 24.2) and its figure")
+    _add_placement(sweep)
+    _add_model(sweep)
+    sweep.add_argument("--lrs", type=positive_float, nargs="+", metavar="LR",
+                       help="learning rates (default: 0.01 0.05 0.12 0.5 1.0)")
+    sweep.add_argument("--epochs", type=int_at_least(1), help="epochs per rate")
+    sweep.add_argument("--batch-size", type=int_at_least(1), help="mini-batch size")
+    sweep.add_argument("--momentum", type=momentum_flag, help="momentum in [0, 1)")
+    sweep.add_argument("--out", metavar="DIR", help="output folder (default: a new folder under runs/)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress while training")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``tinycnn-xp`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        return COMMANDS[args.command](args)
+    except UsageProblem as problem:
+        print(f"tinycnn-xp {args.command}: {problem}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into a command that stopped reading (``| head``)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 1
