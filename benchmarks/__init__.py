@@ -1,1 +1,1 @@
-"""Benchmarks of tinycnn_xp (run from the repository root: ``python -m benchmarks.bench``); not part of the installed package."""
+"""Benchmarks of tinycnn_xp, run from the repository root (not part of the installed package)."""

@@ -520,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case (default 5; "
                         "the chapter loops: at most 3)")
-    parser.add_argument("--json", default="bench.json", help="where to write the results (default bench.json)")
+    parser.add_argument("--json", default="bench.json",
+                        help="where to write the results (default bench.json)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2-epoch fits, one repeat, 2-step samples, no RSS processes")
     parser.add_argument("--backends", default=",".join(BACKENDS),
