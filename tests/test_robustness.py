@@ -19,6 +19,7 @@ import pytest
 
 import tinycnn_xp as tc
 from helpers import param_state
+from tinycnn_xp import paths, training
 from tinycnn_xp._xp import to_numpy
 
 METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
@@ -40,16 +41,35 @@ def assert_same_parameters(actual, expected):
         np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
 
 
-def count_steps(model):
-    """Wrap ``model.step`` (what ``fit`` calls once per batch) to count the steps taken."""
+def count_steps(model, monkeypatch, then=None):
+    """Count the steps ``fit`` takes, on any path: the general path calls ``model.step`` once per
+    batch, the fast path ``step_at`` (compiled or not). ``then(count)`` runs after each step."""
     calls = []
     step = model.step
 
     def counted(lr, momentum=0.0, *, check=True):
         step(lr, momentum, check=check)
         calls.append(1)
+        if then is not None:
+            then(len(calls))
+
+    def counting(fast_step):
+        def counted_fast(self, *args):
+            result = fast_step(self, *args)
+            calls.append(1)
+            if then is not None:
+                then(len(calls))
+            return result
+        return counted_fast
     model.step = counted
+    for cls in (paths.FastPath, paths.CompiledPath):
+        monkeypatch.setattr(cls, "step_at", counting(cls.__dict__["step_at"]))
     return calls
+
+
+@pytest.fixture(params=[True, False], ids=["fast path", "general path"])
+def fast(request):
+    return request.param
 
 
 # -- divergence ----------------------------------------------------------------------------------
@@ -66,14 +86,14 @@ OVERFLOW_WARNINGS = pytest.mark.filterwarnings("ignore:overflow encountered:Runt
 
 @OVERFLOW_WARNINGS
 @pytest.mark.parametrize("case", list(DIVERGING))
-def test_divergence_keeps_the_last_finite_epoch(put, small_data, case):
+def test_divergence_keeps_the_last_finite_epoch(put, small_data, case, fast, monkeypatch):
     lr, batch_size, momentum = DIVERGING[case]
     data = placed(put, small_data)
     model = tc.TinyCNN(seed=0)
-    steps = count_steps(model)
+    steps = count_steps(model, monkeypatch)
     with pytest.warns(RuntimeWarning, match="diverged") as record:
-        history = model.fit(*data, epochs=10, lr=lr, batch_size=batch_size, momentum=momentum,
-                            verbose=False)
+        history = training.fit(model, *data, epochs=10, lr=lr, batch_size=batch_size,
+                               momentum=momentum, verbose=False, fast=fast)
     bad = history["diverged_epoch"]
     assert (bad >= 1) if case == "later epoch" else (bad == 0)
     assert len(steps) == (bad + 1) * 3  # it finished the epoch that diverged, then stopped
@@ -82,8 +102,8 @@ def test_divergence_keeps_the_last_finite_epoch(put, small_data, case):
 
     # The run that was told to stop before that epoch: same parameters, velocities and history.
     reference = tc.TinyCNN(seed=0)
-    expected = reference.fit(*data, epochs=bad, lr=lr, batch_size=batch_size, momentum=momentum,
-                             verbose=False)
+    expected = training.fit(reference, *data, epochs=bad, lr=lr, batch_size=batch_size,
+                             momentum=momentum, verbose=False, fast=fast)
     assert_same_parameters(param_state(model), param_state(reference))
     for key in METRICS:
         assert len(history[key]) == bad
@@ -96,13 +116,13 @@ def test_divergence_keeps_the_last_finite_epoch(put, small_data, case):
 @OVERFLOW_WARNINGS
 @pytest.mark.parametrize("case", [
     "later epoch", "first epoch"])
-def test_divergence_leaves_finite_parameters(put, small_data, case):
+def test_divergence_leaves_finite_parameters(put, small_data, case, fast):
     """What the model keeps after a divergence is finite: parameters and velocities."""
     lr, batch_size, momentum = DIVERGING[case]
     model = tc.TinyCNN(seed=0)
     with pytest.warns(RuntimeWarning, match="diverged"):
-        history = model.fit(*placed(put, small_data), epochs=10, lr=lr, batch_size=batch_size,
-                            momentum=momentum, verbose=False)
+        history = training.fit(model, *placed(put, small_data), epochs=10, lr=lr,
+                               batch_size=batch_size, momentum=momentum, verbose=False, fast=fast)
     assert "diverged_epoch" in history
     bad = {key for key, value in param_state(model).items() if not np.isfinite(value).all()}
     assert not bad, f"non-finite after divergence at epoch {history['diverged_epoch']}: {bad}"
@@ -155,44 +175,49 @@ def own_sigint_handler():
 
 @pytest.mark.parametrize("when", ["in the middle of epoch 1", "on the last step of epoch 1",
                                   "after epoch 1 (from a callback)"])
-def test_interrupt_returns_the_last_completed_step(put, small_data, own_sigint_handler, when):
+def test_interrupt_returns_the_last_completed_step(put, small_data, own_sigint_handler, when,
+                                                   fast, monkeypatch):
     lr, batch_size, momentum = 0.12, 6, 0.5  # 30 images: 5 steps per epoch
     data = placed(put, small_data)
     model = tc.TinyCNN(seed=0)
-    steps = count_steps(model)
-    callback = None
+    callback = then = None
     if not when.startswith("after"):
-        step = model.step
         # the 7th step (the 2nd of epoch 1), or the 10th (the last of epoch 1), has just completed
         at = 7 if when.startswith("in the middle") else 10
 
-        def interrupting(lr, momentum=0.0, *, check=True):
-            step(lr, momentum, check=check)
-            if len(steps) == at:
+        def then(count):
+            if count == at:
                 os.kill(os.getpid(), signal.SIGINT)
-        model.step = interrupting
         expected_steps, expected_epochs = at, 1 if at == 7 else 2  # a whole epoch keeps its metrics
     else:
         def callback(epoch, metrics):
             if epoch == 1:
                 os.kill(os.getpid(), signal.SIGINT)
         expected_steps, expected_epochs = 10, 2  # epoch 2 never starts
+    steps = count_steps(model, monkeypatch, then)
 
     with pytest.warns(RuntimeWarning, match="interrupted"):
-        history = model.fit(*data, epochs=6, lr=lr, batch_size=batch_size, momentum=momentum,
-                            verbose=False, callback=callback)
+        history = training.fit(model, *data, epochs=6, lr=lr, batch_size=batch_size,
+                               momentum=momentum, verbose=False, callback=callback, fast=fast)
     assert signal.getsignal(signal.SIGINT) is _test_handler  # fit put our handler back
     assert history["interrupted"] is True
     assert len(steps) == expected_steps
     # steps of the unfinished epoch that the model kept (0: the run resumes exactly)
     assert history["interrupted_steps"] == (2 if when.startswith("in the middle") else 0)
 
+    # The general path is the layers' own step: the same arrays, bit for bit. The fast path
+    # computes the same numbers with products of other shapes: the same to rounding.
     reference = trained_by_hand(put, small_data, expected_steps, lr, batch_size, momentum)
-    assert_same_parameters(param_state(model), param_state(reference))
+    if fast:
+        for key, value in param_state(reference).items():
+            np.testing.assert_allclose(param_state(model)[key], value, rtol=1e-12, atol=1e-15,
+                                       err_msg=key)
+    else:
+        assert_same_parameters(param_state(model), param_state(reference))
 
     # The history holds exactly the epochs that completed, as an uninterrupted run has them.
-    full = tc.TinyCNN(seed=0).fit(*data, epochs=expected_epochs, lr=lr, batch_size=batch_size,
-                                  momentum=momentum, verbose=False)
+    full = training.fit(tc.TinyCNN(seed=0), *data, epochs=expected_epochs, lr=lr,
+                        batch_size=batch_size, momentum=momentum, verbose=False, fast=fast)
     for key in METRICS:
         assert history[key] == full[key]
 
@@ -262,21 +287,22 @@ class HostCounter:
         return sum(self.counts.values())
 
 
-def hygiene_run(monkeypatch, data, batch_size, epochs, per_step_sync=False, backend="array_api_strict"):
+def hygiene_run(monkeypatch, data, batch_size, epochs, per_step_sync=False,
+                backend="array_api_strict", fast=True):
     model = tc.TinyCNN(seed=0)
     model.forward(data[0])  # placement and index maps outside the counted region
-    if per_step_sync:  # what a careless per-step NaN check would do
-        inner = model.loss_and_grad
+    training.fit(model, *data, epochs=1, verbose=False, fast=fast)  # compiled steps too (JAX)
 
-        def checked(x, y, *, check=True):
-            loss, probabilities = inner(x, y, check=check)
-            if not bool(model.placement.xp.isfinite(loss)):
-                raise FloatingPointError("loss")
-            return loss, probabilities
-        model.loss_and_grad = checked
+    def sync():  # what a careless per-step NaN check would do
+        xp = model.placement.xp
+        if not bool(xp.all(xp.isfinite(model.dense.bias))):
+            raise FloatingPointError("dense.bias")
     with monkeypatch.context() as patch:
+        if per_step_sync:
+            count_steps(model, patch, then=lambda count: sync())
         counter = HostCounter(patch, backend)
-        history = model.fit(*data, epochs=epochs, batch_size=batch_size, verbose=False)
+        history = training.fit(model, *data, epochs=epochs, batch_size=batch_size, verbose=False,
+                               fast=fast)
     assert len(history["train_loss"]) == epochs
     return counter.counts
 
@@ -290,9 +316,10 @@ def counted_backend(backend):
     return backend.NAME
 
 
-def test_host_round_trips_do_not_grow_with_steps(counted_backend, monkeypatch, put, small_data):
+def test_host_round_trips_do_not_grow_with_steps(counted_backend, monkeypatch, put, small_data,
+                                                 fast):
     data = placed(put, small_data)
-    run = lambda **kw: hygiene_run(monkeypatch, data, backend=counted_backend, **kw)
+    run = lambda **kw: hygiene_run(monkeypatch, data, backend=counted_backend, fast=fast, **kw)
     one_step = run(batch_size=30, epochs=3)    # 1 step per epoch
     ten_steps = run(batch_size=3, epochs=3)    # 10 steps per epoch
     assert one_step == ten_steps, (one_step, ten_steps)
@@ -301,9 +328,11 @@ def test_host_round_trips_do_not_grow_with_steps(counted_backend, monkeypatch, p
     assert sum(six_epochs.values()) > sum(one_step.values())  # ... once per epoch
 
 
-def test_host_counter_catches_a_per_step_sync(counted_backend, monkeypatch, put, small_data):
+def test_host_counter_catches_a_per_step_sync(counted_backend, monkeypatch, put, small_data, fast):
     """The check above can fail: one ``bool(...)`` per step makes the count grow with the steps."""
     data = placed(put, small_data)
-    one_step = hygiene_run(monkeypatch, data, 30, 3, per_step_sync=True, backend=counted_backend)
-    ten_steps = hygiene_run(monkeypatch, data, 3, 3, per_step_sync=True, backend=counted_backend)
+    one_step = hygiene_run(monkeypatch, data, 30, 3, per_step_sync=True, backend=counted_backend,
+                           fast=fast)
+    ten_steps = hygiene_run(monkeypatch, data, 3, 3, per_step_sync=True, backend=counted_backend,
+                            fast=fast)
     assert ten_steps["__bool__"] - one_step["__bool__"] == 3 * (10 - 1)

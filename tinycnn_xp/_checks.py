@@ -12,7 +12,6 @@ import numbers
 from typing import Any
 
 from array_api_compat import (
-    array_namespace,
     device,
     is_array_api_obj,
     is_dask_array,
@@ -24,7 +23,7 @@ from array_api_compat import (
 )
 from array_api_compat import device as device_of
 
-from ._xp import Placement, describe, describe_namespace, dtype_name, placement_of
+from ._xp import Placement, describe, describe_namespace, dtype_name, namespace_of, placement_of
 
 #: the floating dtypes a model trains in (float16 underflows the chapter's 1e-12 clip).
 FLOAT_DTYPES = ("float32", "float64")
@@ -88,7 +87,7 @@ def array(x: Any, name: str) -> Any:
         raise TypeError(f"{name} is a lazy {kind} array, which tinycnn_xp cannot train on or "
                         f"evaluate; pass an eager array instead, e.g. {how} (NumPy), or a CuPy, "
                         f"torch or JAX array")
-    return array_namespace(x)
+    return namespace_of(x)
 
 
 def floating_array(x: Any, name: str) -> Any:
@@ -163,7 +162,7 @@ def image_shape(shape: tuple[int, ...], channels: int | None, window: int, paddi
 
 def same_place(x: Any, place: Placement, name: str) -> None:
     """``x`` lives on the library and device of ``place`` (any dtype: labels are integers)."""
-    if array_namespace(x) is not place.xp or device(x) != place.device:
+    if namespace_of(x) is not place.xp or device(x) != place.device:
         where = f"{describe_namespace(place.xp)} on {place.device!r}"
         raise ValueError(f"{name} must live on {where}, like the other inputs, got a "
                          f"{describe(x)}; move it there first")
@@ -197,7 +196,7 @@ def state_arrays(given: dict[str, Any], expected: dict[str, tuple[int, ...]]) ->
             raise ValueError(f"{key} has shape {tuple(array.shape)} and dtype "
                              f"{dtype_name(array.dtype)}, the architecture needs a float32 or "
                              f"float64 array of shape {shape}")
-        xp = array_namespace(array)
+        xp = namespace_of(array)
         if not bool(xp.all(xp.isfinite(array))):
             raise ValueError(f"{key} holds NaN or infinite values; a trained model's "
                              "parameters and velocities are finite")
@@ -251,4 +250,4 @@ def target(xp: Any, device: Any, dtype: Any, default_dtype: str) -> Placement:
         raise ValueError(f"{describe_namespace(xp)} made a {dtype_name(probe.dtype)} array when "
                          f"asked for {name}; with JAX, turn float64 on first: "
                          f"jax.config.update('jax_enable_x64', True)")
-    return Placement(array_namespace(probe), device_of(probe), probe.dtype)
+    return Placement(namespace_of(probe), device_of(probe), probe.dtype)

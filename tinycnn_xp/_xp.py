@@ -20,7 +20,7 @@ from array_api_compat import (
     to_device,
 )
 
-__all__ = ["Placement", "placement_of", "placed", "move", "to_numpy", "describe"]
+__all__ = ["Placement", "namespace_of", "placement_of", "placed", "move", "to_numpy", "describe"]
 
 Array = Any  # any array-API array
 
@@ -58,6 +58,14 @@ class Placement:
         return f"{describe_namespace(self.xp)} on {self.device!r} ({dtype_name(self.dtype)})"
 
 
+def namespace_of(*arrays: Any) -> Any:
+    """The array namespace of ``arrays``: ``array_api_compat.array_namespace``, except that NumPy
+    arrays get ``numpy`` itself (NumPy >= 2.1 implements the standard; its compat wrapper would
+    only add a Python call to every array call)."""
+    xp = array_namespace(*arrays)
+    return np if xp.__name__ == "array_api_compat.numpy" else xp
+
+
 def placed(owner: Any) -> Placement:
     """``owner.placement`` (a layer's or a model's), or ``RuntimeError`` if it has none yet."""
     if owner.placement is None:
@@ -89,12 +97,12 @@ def placement_of(*arrays: Any) -> Placement:
     Raises ``ValueError`` naming both when two of them live on different libraries or devices.
     """
     first = arrays[0]
-    xp = array_namespace(first)
+    xp = namespace_of(first)
     dev = device(first)
     for other in arrays[1:]:
         if other is None:
             continue
-        if array_namespace(other) is not xp or device(other) != dev:
+        if namespace_of(other) is not xp or device(other) != dev:
             raise ValueError(f"arrays must live on one library and device: got {describe(first)} "
                              f"and {describe(other)}")
     return Placement(xp, dev, first.dtype)
@@ -117,7 +125,7 @@ def move(array: Array, place: Placement, dtype: Any = None) -> Array:
         if dtype is not None:
             host = host.astype(_host_dtype(dtype), copy=False)
         return host if _is_numpy_namespace(xp) else xp.asarray(host, device=place.device)
-    if array_namespace(array) is xp:
+    if namespace_of(array) is xp:
         if dtype is not None and array.dtype != dtype:
             array = xp.astype(array, dtype)  # on its own device, before the move
         return array if device(array) == place.device else to_device(array, place.device)

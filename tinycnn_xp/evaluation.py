@@ -8,13 +8,14 @@ epoch's metrics still come to the host in one transfer however many chunks there
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _checks
 from .losses import sample_losses
 
-__all__ = ["DEFAULT_EVAL_BATCH_SIZE", "chunks", "predict", "totals"]
+__all__ = ["DEFAULT_EVAL_BATCH_SIZE", "chunks", "predict", "totals", "TrainAndValidation",
+           "joint_totals"]
 
 Array = Any
 
@@ -37,24 +38,26 @@ def chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + size, n)  # out-of-range stops are not standard
 
 
-def predict(model: Any, x: Array, size: int, xp: Any) -> Array:
-    """Arg-max class of every image of ``x`` (already checked and on ``model``'s placement)."""
-    parts = [xp.argmax(model.forward(x[start:stop, ...], check=False, cache=False), axis=1)
+def predict(logits_of: Callable[[Array], Array], x: Array, size: int, xp: Any) -> Array:
+    """Arg-max class of every image of ``x``; ``logits_of(images)`` gives ``(images, classes)``
+    logits (``model.forward(images, check=False, cache=False)``, say)."""
+    parts = [xp.argmax(logits_of(x[start:stop, ...]), axis=1)
              for start, stop in chunks(x.shape[0], size)]
     return parts[0] if len(parts) == 1 else xp.concat(parts)
 
 
-def totals(model: Any, x: Array, y: Array, size: int, xp: Any,
+def totals(logits_of: Callable[[Array], Array], x: Array, y: Array, size: int, xp: Any,
            loss: bool = True) -> tuple[Array | None, Array]:
-    """Summed cross-entropy (``None`` unless ``loss``) and number of correct predictions of
-    ``model`` on images ``x`` with labels ``y``, as 0-d arrays of ``x``'s dtype on its device.
+    """Summed cross-entropy (``None`` unless ``loss``) and number of correct predictions on
+    images ``x`` with labels ``y``, as 0-d arrays of ``x``'s dtype on its device; ``logits_of``
+    as for ``predict``.
 
     Divide by ``x.shape[0]`` for the means: with one chunk, NumPy gives exactly ``mean``'s
     result; with several, the sums differ from one whole sum in the last bits only.
     """
     loss_sum = correct = None
     for start, stop in chunks(x.shape[0], size):
-        logits = model.forward(x[start:stop, ...], check=False, cache=False)
+        logits = logits_of(x[start:stop, ...])
         labels = y[start:stop, ...]
         hits = xp.sum(xp.astype(xp.argmax(logits, axis=1) == labels, logits.dtype))
         correct = hits if correct is None else correct + hits
@@ -63,3 +66,42 @@ def totals(model: Any, x: Array, y: Array, size: int, xp: Any,
             part = xp.sum(losses)
             loss_sum = part if loss_sum is None else loss_sum + part
     return loss_sum, correct
+
+
+class TrainAndValidation:
+    """A fit's two datasets, measured at every epoch's end: ``totals(logits_of)`` gives the
+    training set's correct predictions and the validation set's summed loss and correct
+    predictions, 0-d arrays on the device.
+
+    When both fit in one chunk they go through the network together, in one forward pass, from
+    one copy of both made here (at most ``size`` images): at the chapter's size an epoch's
+    metrics cost about as many array calls as a training step, so halving them shows.
+    """
+
+    def __init__(self, x_train: Array, y_train: Array, x_val: Array, y_val: Array, size: int,
+                 xp: Any) -> None:
+        self.sets, self.size, self.xp = (x_train, y_train, x_val, y_val), size, xp
+        self.n_train = x_train.shape[0]
+        self.joint = None
+        if self.n_train + x_val.shape[0] <= size:
+            self.joint = (xp.concat([x_train, x_val], axis=0), xp.concat([y_train, y_val], axis=0))
+
+    def totals(self, logits_of: Callable[[Array], Array]) -> tuple[Array, Array, Array]:
+        xp, n = self.xp, self.n_train
+        if self.joint is None:
+            x_train, y_train, x_val, y_val = self.sets
+            _, train_correct = totals(logits_of, x_train, y_train, self.size, xp, loss=False)
+            val_loss, val_correct = totals(logits_of, x_val, y_val, self.size, xp)
+            assert val_loss is not None
+            return train_correct, val_loss, val_correct
+        return joint_totals(logits_of, *self.joint, n, xp)
+
+
+def joint_totals(logits_of: Callable[[Array], Array], x: Array, y: Array, n_train: int,
+                 xp: Any) -> tuple[Array, Array, Array]:
+    """``TrainAndValidation.totals`` of the first ``n_train`` images of ``x`` (the training set)
+    and the rest (the validation set), in one forward pass."""
+    logits = logits_of(x)
+    hits = xp.astype(xp.argmax(logits, axis=1) == y, logits.dtype)
+    losses, _ = sample_losses(logits[n_train:, ...], y[n_train:], xp)
+    return xp.sum(hits[:n_train]), xp.sum(losses), xp.sum(hits[n_train:])

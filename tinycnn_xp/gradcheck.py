@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace
 
 from . import _checks
-from ._xp import describe, dtype_name
+from ._xp import describe, dtype_name, namespace_of
 from .losses import softmax_cross_entropy
 from .models import Sequential
 
@@ -84,7 +83,7 @@ def _numerical_gradient(model: Sequential, x: Array, y: Array, param_array: Arra
 
 def relative_error(analytic: Array, numeric: Array) -> float:
     """The chapter's ``|a - n| / (|a| + |n| + 1e-8)`` with Euclidean norms."""
-    xp = array_namespace(analytic, numeric)
+    xp = namespace_of(analytic, numeric)
     norm = lambda v: xp.sqrt(xp.sum(v * v))
     return float(norm(analytic - numeric) / (norm(analytic) + norm(numeric) + 1e-8))
 

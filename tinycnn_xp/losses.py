@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from array_api_compat import array_namespace, device
+from array_api_compat import device
 
 from . import _checks
-from ._xp import placement_of
+from ._xp import namespace_of, placement_of
 
 __all__ = ["softmax", "softmax_cross_entropy", "sample_losses", "one_hot"]
 
@@ -66,7 +66,7 @@ def softmax_cross_entropy(logits: Array, targets: Array, *, check: bool = True,
         _checks.labels(targets, logits.shape[0], logits.shape[1], "targets", "logits")
         _checks.same_place(targets, placement_of(logits), "targets")
     elif xp is None:
-        xp = array_namespace(logits)
+        xp = namespace_of(logits)
     rows = targets if targets.ndim == 2 else one_hot(targets, logits.shape[1], logits.dtype, xp)
     losses, probabilities = sample_losses(logits, rows, xp)
     d_logits = (probabilities - rows) / rows.shape[0]

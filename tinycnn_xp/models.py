@@ -206,15 +206,18 @@ class Sequential:
         place, _ = _checks.images(self, x, "x")
         chunk = evaluation.eval_batch_size(eval_batch_size)
         self._place_for(place)
-        return evaluation.predict(self, x, chunk, place.xp)
+        return evaluation.predict(self._infer, x, chunk, place.xp)
 
     def evaluate(self, x: Array, y: Array, *, eval_batch_size: int | None = None) -> float:
         """Accuracy (fraction of correct predictions) on ``x``, ``y``, in chunks like ``predict``."""
         place = _checks.data(self, x, y)
         chunk = evaluation.eval_batch_size(eval_batch_size)
         self._place_for(place)
-        _, correct = evaluation.totals(self, x, y, chunk, place.xp, loss=False)
+        _, correct = evaluation.totals(self._infer, x, y, chunk, place.xp, loss=False)
         return float(correct) / x.shape[0]
+
+    def _infer(self, x: Array) -> Array:
+        return self.forward(x, check=False, cache=False)
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, x_train: Array, y_train: Array, x_val: Array, y_val: Array,
@@ -236,6 +239,14 @@ class Sequential:
         ``predict``). If a loss or a parameter turns NaN or infinite, training stops at the end of
         that epoch with a ``RuntimeWarning`` and the parameters and velocities of the last finite
         epoch are restored (``history['diverged_epoch']`` says which epoch).
+
+        Common stacks (``Conv2D [ReLU] [MaxPool2D] ...``, ``Flatten``, ``Dense [ReLU] ...``: the
+        chapter's TinyCNN and every preset) train on the fast path (``tinycnn_xp.fastpath``), the
+        whole step as one function of arrays, compiled with ``jax.jit`` on JAX; other stacks train
+        layer by layer. Both give the same numbers. After a fast fit, ``weights``, ``bias``,
+        ``velocity``, ``d_weights`` and ``d_bias`` are those of the last step (the gradients to
+        rounding); ``last_input`` and ``last_mask`` still describe the last ``forward`` call: the
+        fast path keeps no per-layer caches.
 
         ``callback(epoch, metrics)`` is called after every epoch; if it returns ``True``, training
         stops after that epoch (early stopping; ``history['stopped_epoch']``). ``verbose`` prints

@@ -1,14 +1,17 @@
 """The loop behind ``fit``: epochs, host shuffles, batches on the device, metrics at epoch end,
-the divergence guard and Ctrl-C.
+the divergence guard and Ctrl-C; and the choice of how a step runs.
 
-It takes the model as an argument and uses its public methods only (``output_shape``,
-``placement``, ``to``, ``parameters``, ``forward``, ``loss_and_grad`` and ``step``, the last
-three with ``check=False`` once the data is checked), so it works for any model with those and
-never imports the models module.
+A step runs one of two ways. The fast path (``fastpath``: the whole step of a common stack as one
+function of arrays) serves every model it knows; on JAX it is compiled with ``jax.jit``, once per
+architecture, dtype, device and image size, here and nowhere else. Any other model trains on the
+general path, layer by layer through its public methods (``forward``, ``loss_and_grad`` and
+``step`` with ``check=False`` once the data is checked). Both give the same numbers; this module
+takes the model as an argument and never imports the models module.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import threading
@@ -17,14 +20,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+from array_api_compat import is_jax_namespace
 
-from . import _checks, evaluation
+from . import _checks, evaluation, fastpath, paths
 from ._xp import Placement, dtype_name, move, to_numpy
 from .history import METRICS, SNAPSHOT_EPOCHS, History, new_history
 from .layers import Conv2D
-from .losses import one_hot
 
-__all__ = ["fit", "Callback"]
+__all__ = ["fit", "repeat_step", "Callback"]
 
 Array = Any
 
@@ -50,10 +53,12 @@ class Trainable(Protocol):
 def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: Array,
         epochs: int = 80, lr: float = 0.12, batch_size: int = 18, seed: int | None = 0, *,
         momentum: float = 0.0, verbose: bool = True, initial_epoch: int = 0,
-        callback: Callback | None = None, eval_batch_size: int | None = None) -> History:
+        callback: Callback | None = None, eval_batch_size: int | None = None,
+        fast: bool = True) -> History:
     """Mini-batch SGD of ``model`` over shuffled training data; returns the per-epoch history.
 
-    See ``Sequential.fit``, which calls this with the same arguments.
+    See ``Sequential.fit``, which calls this with the same arguments. ``fast=False`` trains on
+    the general path even where the fast path applies (the tests compare the two).
     """
     place = _checks.data(model, x_train, y_train, "x_train", "y_train")
     val_place = _checks.data(model, x_val, y_val, "x_val", "y_val")
@@ -87,7 +92,9 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
     snapshot_at = set(SNAPSHOT_EPOCHS) | {epochs - 1}
     first_conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
     classes = model.output_shape(tuple(x_train.shape))[1]
-    targets = one_hot(y_train, classes, place.dtype, xp)  # encoded once, not at every step
+    path = _path(model, tuple(x_train.shape[1:]), place, momentum, fast, max(batch_size, chunk))
+    targets = path.encode(y_train, classes)  # one-hot once, not at every step
+    datasets = evaluation.TrainAndValidation(x_train, y_train, x_val, y_val, chunk, xp)
     history = new_history()
     kept = 0  # steps of an epoch that Ctrl-C cut short
     with _StopOnInterrupt() as interrupt:
@@ -101,15 +108,14 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
             last_good = _state(model)
             # One host permutation, moved once; batches are slices of the shuffled device copy.
             order = move(rng.permutation(n_train), place)
-            total, steps = _train_epoch(model, xp.take(x_train, order, axis=0),
-                                        xp.take(targets, order, axis=0), batch_size, lr,
-                                        momentum, interrupt)
+            losses, steps = path.epoch(x_train, targets, order, batch_size, lr, momentum,
+                                       interrupt)
             del order
             if steps < n_batches:  # stopped mid-epoch: the model keeps its last step, the
                 kept = steps       # history its last whole epoch
                 break
-            record, finite = _epoch_metrics(model, total / n_batches, x_train, y_train, x_val,
-                                            y_val, chunk, xp)
+            # One transfer per epoch: the only host round trip of the training loop.
+            record, finite = _record(to_numpy(path.metrics(losses, datasets)), datasets)
             if not (finite and all(math.isfinite(value) for value in record.values())):
                 _restore(last_good)
                 history["diverged_epoch"] = epoch
@@ -140,33 +146,71 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
     return history
 
 
-def _train_epoch(model: Trainable, x_epoch: Array, targets: Array, batch_size: int, lr: float,
-                 momentum: float, interrupt: _StopOnInterrupt) -> tuple[Array, int]:
-    """One pass of mini-batch steps over shuffled data: the sum of the batch losses (a 0-d
-    array, still on the device) and the number of steps taken (fewer if Ctrl-C stopped it)."""
-    total, steps = None, 0
-    for start, stop in evaluation.chunks(x_epoch.shape[0], batch_size):
-        loss, _ = model.loss_and_grad(x_epoch[start:stop, ...], targets[start:stop, ...],
-                                      check=False)
-        model.step(lr, momentum, check=False)
-        total, steps = (loss if total is None else total + loss), steps + 1
-        if interrupt.requested:
-            break
-    return total, steps
+def repeat_step(model: Trainable, x: Array, y: Array, lr: float, momentum: float = 0.0, *,
+                fast: bool = True) -> Callable[[], Array]:
+    """For timing a training step: ``step()`` runs one step on the batch ``(x, y)`` exactly as
+    ``fit`` runs each of its steps (the fast path where it applies, compiled on JAX) and returns
+    its probabilities (fast path) or loss (general path), on the device, without waiting.
+
+    ``x``, ``y``, ``lr`` and ``momentum`` are checked here, once, and ``model`` is placed; each
+    ``step()`` is then unchecked. On the fast path the parameters live inside ``step`` between
+    calls, as they do inside an epoch of ``fit``; ``step.bind()`` hands them to the layers.
+    """
+    place = _checks.data(model, x, y)
+    lr, momentum = _checks.learning_rate(lr), _checks.momentum(momentum)
+    if model.placement is None:
+        model.to(place.xp, place.device, place.dtype)
+    classes = model.output_shape(tuple(x.shape))[1]
+    path = _path(model, tuple(x.shape[1:]), place, momentum, fast, x.shape[0])
+    targets = path.encode(y, classes)
+    return _RepeatedStep(model, path, x, targets, lr, momentum)
 
 
-def _epoch_metrics(model: Trainable, train_loss: Array, x_train: Array, y_train: Array,
-                   x_val: Array, y_val: Array, chunk: int, xp: Any) -> tuple[dict, bool]:
-    """The epoch's four metrics, and whether every parameter is still finite."""
-    _, train_correct = evaluation.totals(model, x_train, y_train, chunk, xp, loss=False)
-    val_loss, val_correct = evaluation.totals(model, x_val, y_val, chunk, xp)
-    # The parameters too: an overflowed conv bias behind a ReLU leaves every loss finite.
-    finite = xp.all(xp.stack([xp.all(xp.isfinite(getattr(layer, attr)))
-                              for _, layer, attr in model.parameters()]))
-    # One transfer per epoch: the only host round trip of the training loop.
-    values = to_numpy(xp.stack([train_loss, val_loss, train_correct, val_correct,
-                                xp.astype(finite, train_loss.dtype)]))
-    n_train, n_val = x_train.shape[0], x_val.shape[0]
+class _RepeatedStep:
+    """``repeat_step``'s ``step``: ``step()`` takes one step, ``step.bind()`` binds the result."""
+
+    def __init__(self, model: Trainable, path: paths.GeneralPath | paths.FastPath, x: Array,
+                 targets: Array, lr: float, momentum: float) -> None:
+        self.model, self.path, self.x, self.targets = model, path, x, targets
+        self.lr, self.momentum = lr, momentum
+        if isinstance(path, paths.FastPath):
+            self.params, self.velocities = path.plan.params()
+            self.grads = None
+
+    def __call__(self) -> Array:
+        if not isinstance(self.path, paths.FastPath):
+            loss, _ = self.model.loss_and_grad(self.x, self.targets, check=False)
+            self.model.step(self.lr, self.momentum, check=False)
+            return loss
+        self.params, self.velocities, self.grads, p = self.path.step_at(
+            self.params, self.velocities, self.x, self.targets, 0, self.x.shape[0], self.lr,
+            self.momentum)
+        return p
+
+    def bind(self) -> None:
+        if isinstance(self.path, paths.FastPath):
+            self.path.plan.bind(self.params, self.velocities, self.grads,
+                                None if self.momentum else self.lr)
+
+
+def _path(model: Trainable, image_shape: tuple[int, ...], place: Placement, momentum: float,
+          fast: bool, max_batch: int) -> paths.GeneralPath | paths.FastPath:
+    """The fast path where it applies, compiled on JAX; else the general path. The one place
+    where how a step runs is chosen."""
+    plan = fastpath.plan(model, image_shape, place, max_batch) if fast else None
+    if plan is None:
+        return paths.GeneralPath(model, place.xp, place.dtype)
+    if is_jax_namespace(place.xp):
+        architecture = [(type(layer).__name__, layer.config()) for layer in model.layers]
+        key = (json.dumps(architecture), image_shape, repr(place.device), dtype_name(place.dtype),
+               bool(momentum))
+        return paths.CompiledPath(plan, bool(momentum), place.xp, place.dtype, key)
+    return paths.FastPath(plan, bool(momentum), place.xp, place.dtype)
+
+
+def _record(values: np.ndarray, datasets: evaluation.TrainAndValidation) -> tuple[dict, bool]:
+    """The epoch's four metrics from ``paths``' vector (on the host), and whether all is finite."""
+    n_train, n_val = datasets.n_train, datasets.sets[2].shape[0]
     record = {"train_loss": float(values[0]), "val_loss": float(values[1] / n_val),
               "train_acc": float(values[2] / n_train), "val_acc": float(values[3] / n_val)}
     return record, bool(values[4])

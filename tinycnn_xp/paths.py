@@ -1,0 +1,173 @@
+"""How an epoch of ``fit`` runs: layer by layer, on the fast path, or on the fast path compiled.
+
+- ``GeneralPath``: every model; the layers' own ``forward``/``backward`` through the model's
+  ``loss_and_grad`` and ``step`` (``check=False``: the data was checked once).
+- ``FastPath``: models whose stack ``fastpath.plan`` knows; the whole step is one function of
+  arrays, the parameters are held here for an epoch and bound to the layers at its end.
+- ``CompiledPath``: the fast path on JAX, compiled with ``jax.jit``: one dispatch per step (the
+  batch is sliced inside the compiled step) and one for the epoch's metrics. Compiled functions
+  are kept by architecture, image size, device, dtype and batch size, so a new model of the same
+  architecture does not compile again.
+
+``training`` picks one per fit; each gives ``encode`` (the labels, one-hot, once per fit),
+``epoch`` (the steps over one shuffled pass) and ``metrics`` (the epoch's numbers as one device
+vector: train loss, summed validation loss, correct predictions on both sets, all-finite flag).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from . import evaluation, fastpath
+from .losses import one_hot
+
+__all__ = ["GeneralPath", "FastPath", "CompiledPath"]
+
+Array = Any
+
+
+class GeneralPath:
+    """Layer by layer, through the model's own ``loss_and_grad`` and ``step``."""
+
+    def __init__(self, model: Any, xp: Any, dtype: Any) -> None:
+        self.model, self.xp, self.dtype = model, xp, dtype
+
+    def encode(self, labels: Array, classes: int) -> Array:
+        return one_hot(labels, classes, self.dtype, self.xp)  # (n, classes)
+
+    def epoch(self, x: Array, targets: Array, order: Array, batch_size: int, lr: float,
+              momentum: float, interrupt: Any) -> tuple[Any, int]:
+        """Mini-batch steps over the data in ``order``: what ``metrics`` needs for the train loss
+        and the number of steps taken (fewer if ``interrupt.requested`` stopped it)."""
+        xp, model = self.xp, self.model
+        x, targets = xp.take(x, order, axis=0), xp.take(targets, order, axis=0)
+        total: Any = None
+        steps = 0
+        for start, stop in evaluation.chunks(x.shape[0], batch_size):
+            loss, _ = model.loss_and_grad(x[start:stop, ...], targets[start:stop, ...], check=False)
+            model.step(lr, momentum, check=False)
+            total, steps = (loss if total is None else total + loss), steps + 1
+            if interrupt.requested:
+                break
+        return total / steps, steps
+
+    def logits(self, x: Array) -> Array:
+        return self.model.forward(x, check=False, cache=False)
+
+    def metrics(self, train_loss: Array, datasets: evaluation.TrainAndValidation) -> Array:
+        return _metrics(train_loss, datasets.totals(self.logits),
+                        [getattr(layer, attr) for _, layer, attr in self.model.parameters()],
+                        self.xp)
+
+
+class FastPath:
+    """A ``fastpath.Plan``'s step, batch by batch."""
+
+    def __init__(self, plan: fastpath.Plan, momentum: bool, xp: Any, dtype: Any) -> None:
+        self.plan, self.xp, self.dtype = plan, xp, dtype
+        self.step = functools.partial(fastpath.train_step, plan.blocks, xp, momentum)
+
+    def encode(self, labels: Array, classes: int) -> Array:
+        return one_hot(labels, classes, self.dtype, self.xp).mT  # (classes, n)
+
+    def epoch(self, x: Array, targets: Array, order: Array, batch_size: int, lr: float,
+              momentum: float, interrupt: Any) -> tuple[Any, int]:
+        xp = self.xp
+        x, targets = xp.take(x, order, axis=0), xp.take(targets, order, axis=1)
+        params, velocities = self.plan.params()
+        grads, probabilities = None, []
+        for start, stop in evaluation.chunks(x.shape[0], batch_size):
+            params, velocities, grads, p = self.step_at(params, velocities, x, targets, start, stop,
+                                                      lr, momentum)
+            probabilities.append(p)
+            if interrupt.requested:
+                break
+        self.plan.bind(params, velocities, grads, None if momentum else lr)
+        epoch_probabilities = probabilities[0] if len(probabilities) == 1 else xp.concat(
+            probabilities, axis=1)
+        return (epoch_probabilities, targets, batch_size), len(probabilities)
+
+    def step_at(self, params: tuple, velocities: tuple, x: Array, targets: Array, start: int,
+                stop: int, lr: float, momentum: float) -> tuple:
+        """One step on images ``x[start:stop]``: ``(params, velocities, grads, probabilities)``."""
+        return self.step(params, velocities, x[start:stop, ...], targets[:, start:stop], lr,
+                         momentum)
+
+    def logits(self, x: Array) -> Array:
+        params, _ = self.plan.params()
+        return self.plan.logits(params, x).mT
+
+    def metrics(self, losses: tuple, datasets: evaluation.TrainAndValidation) -> Array:
+        params, _ = self.plan.params()
+        totals = datasets.totals(lambda x: self.plan.logits(params, x).mT)
+        probabilities, targets, batch_size = losses
+        return _metrics(fastpath.batch_losses(probabilities, targets, batch_size, self.xp), totals,
+                        params, self.xp)
+
+
+#: Compiled functions by (what, architecture and placement, batch size or data shapes).
+_COMPILED: dict[tuple, Any] = {}
+
+
+class CompiledPath(FastPath):
+    """The fast path compiled by ``jax.jit`` (see the module); ``key`` names the architecture,
+    image size, device, dtype and whether there is momentum."""
+
+    def __init__(self, plan: fastpath.Plan, momentum: bool, xp: Any, dtype: Any,
+                 key: tuple) -> None:
+        super().__init__(plan, momentum, xp, dtype)
+        self.key, self.momentum = key, momentum
+
+    def _compiled(self, what: str, size: Any, build: Any) -> Any:
+        import jax  # here only: the arrays are JAX's already
+
+        name = (what, self.key, size)
+        if name not in _COMPILED:
+            _COMPILED[name] = jax.jit(build(jax))
+        return _COMPILED[name]
+
+    def step_at(self, params: tuple, velocities: tuple, x: Array, targets: Array, start: int,
+                stop: int, lr: float, momentum: float) -> tuple:
+        size, blocks, xp, use_momentum = stop - start, self.plan.blocks, self.xp, self.momentum
+
+        def build(jax: Any) -> Any:
+            def sliced(params: tuple, velocities: tuple, x: Array, targets: Array, start: Any,
+                       lr: Any, momentum: Any) -> tuple:
+                batch = jax.lax.dynamic_slice_in_dim(x, start, size, axis=0)
+                batch_targets = jax.lax.dynamic_slice_in_dim(targets, start, size, axis=1)
+                return fastpath.train_step(blocks, xp, use_momentum, params, velocities, batch,
+                                           batch_targets, lr, momentum)
+            return sliced
+        return self._compiled("step", size, build)(params, velocities, x, targets, start, lr,
+                                                   momentum)
+
+    def metrics(self, losses: tuple, datasets: evaluation.TrainAndValidation) -> Array:
+        if datasets.joint is None:  # chunks of large data: each forward compiled on its own
+            return super().metrics(losses, datasets)
+        probabilities, targets, batch_size = losses
+        plan, xp, n_train = self.plan, self.xp, datasets.n_train
+        shapes = (tuple(probabilities.shape), tuple(datasets.joint[0].shape), batch_size, n_train)
+
+        def build(jax: Any) -> Any:
+            def epoch_end(params: tuple, probabilities: Array, targets: Array, x: Array,
+                          y: Array) -> Array:
+                train_loss = fastpath.batch_losses(probabilities, targets, batch_size, xp)
+                totals = evaluation.joint_totals(lambda images: plan.logits(params, images).mT,
+                                                 x, y, n_train, xp)
+                return _metrics(train_loss, totals, params, xp)
+            return epoch_end
+        params, _ = plan.params()
+        return self._compiled("metrics", shapes, build)(params, probabilities, targets,
+                                                        *datasets.joint)
+
+
+def _metrics(train_loss: Array, totals: tuple[Array, Array, Array], params: list | tuple,
+             xp: Any) -> Array:
+    """``[train loss, summed validation loss, train correct, validation correct, all finite]``."""
+    train_correct, val_loss, val_correct = totals
+    # The parameters too: an overflowed conv bias behind a ReLU leaves every loss finite.
+    finite = xp.all(xp.isfinite(xp.concat([xp.reshape(p, (-1,)) for p in params])))
+    return xp.stack([train_loss, val_loss, train_correct, val_correct,
+                     xp.astype(finite, train_loss.dtype)])
+
