@@ -127,11 +127,16 @@ def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val
             results = parallel(delayed(_train_shipped)(index, start, shipment, config, fit_kwargs,
                                                        os.getpid())
                                for index, config in enumerate(runs))
-            for index, history, caught in results:
-                for category, message in caught:
-                    warnings.warn(message, category, stacklevel=2)
-                if not history.get("interrupted"):  # a worker's run cut short by Ctrl-C
-                    finished(index, history)
+            try:
+                for index, history, caught in results:
+                    for category, message in caught:
+                        warnings.warn(message, category, stacklevel=2)
+                    if not history.get("interrupted"):  # a worker's run cut short by Ctrl-C
+                        finished(index, history)
+            finally:  # stopped early: cancel the runs left (joblib's warning about them is ours)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", category=UserWarning, module="joblib")
+                    results.close()
     except KeyboardInterrupt:
         interrupted = True
     if interrupted:
