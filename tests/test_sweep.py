@@ -251,7 +251,8 @@ def test_without_joblib_serial_runs_and_parallel_says_what_to_install(numpy_only
 
 def test_a_dask_cluster_gives_the_serial_results(numpy_only, data):
     """A LocalCluster of two worker processes on 127.0.0.1, through joblib's dask backend."""
-    distributed = pytest.importorskip("distributed", reason='needs dask[distributed]: pip install ".[parallel]"')
+    distributed = pytest.importorskip("distributed",
+                                      reason='needs dask[distributed]: pip install ".[parallel]"')
     model = tc.TinyCNN(seed=5)
     serial = sweep(model, *data, grid=GRID, epochs=EPOCHS)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -297,3 +298,13 @@ def test_a_placed_model_refuses_data_from_elsewhere(put, data, host_data):
         learning_rate_sweep(model, *float32, lrs=[0.1], epochs=1)
     with pytest.raises(TypeError, match="model"):
         sweep(tc.Dense(3, 2), *data, grid={"lr": [0.1]})
+
+
+def test_the_speedup_benchmark_runs(numpy_only, tmp_path):
+    """The smoke run of ``benchmarks/sweep_speedup.py`` (its speed is measured, never asserted)."""
+    import json
+
+    from benchmarks import sweep_speedup
+    assert sweep_speedup.main(["--quick", "--json", str(tmp_path / "speedup.json")]) == 0
+    result = json.loads((tmp_path / "speedup.json").read_text())
+    assert result["identical"] and set(result["speedup"]) == {"cold", "warm"}

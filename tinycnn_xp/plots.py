@@ -276,7 +276,7 @@ def sweep_figure(records: Sequence[Any], num_classes: int | None = None) -> Figu
                     low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
                 ax.plot(epochs, mean, linewidth=2, color=color, label=label(values))
                 if len(histories) > 1:
-                    ax.fill_between(epochs, low, high, color=color, alpha=0.18, linewidth=0)
+                    ax.fill_between(epochs, low, high, color=color, alpha=0.12, linewidth=0)
         loss_ax.set_yscale("log")
         spread = f" (mean of {seeds} seeds, lowest to highest shaded)" if seeds > 1 else ""
         loss_ax.set(xlabel="Epoch", ylabel="Training loss (log scale)", title="Training Loss" + spread)
@@ -335,6 +335,7 @@ def _final_panel(ax: Any, fig: Figure, swept: list[str], groups: dict[tuple, lis
         elif np.isfinite(means[values]):
             ax.plot(positions[i], means[values], "o", color=color, markersize=9)
     ax.set_xticks(positions, names, rotation=30 if len(groups) > 4 else 0)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set(xlabel=", ".join(swept) if swept else "", ylabel="Final validation accuracy (%)",
            ylim=(0, 105), title=title + (" and seeds (dots)" if seeds > 1 else ""))
 
