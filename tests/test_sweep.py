@@ -137,8 +137,10 @@ def test_workers_place_the_data_where_it_lives_here(backend, put, host_data):
 
 
 @OVERFLOW
-def test_warnings_of_a_worker_run_are_issued_here(numpy_only, data):
-    with warnings.catch_warnings(record=True) as caught:
+@pytest.mark.parametrize("where", ["processes", "threads"])
+def test_warnings_of_a_worker_run_are_issued_here(numpy_only, data, where):
+    backend = "loky" if where == "processes" else "threading"
+    with warnings.catch_warnings(record=True) as caught, joblib.parallel_config(backend=backend):
         warnings.simplefilter("always")
         histories = learning_rate_sweep(tc.TinyCNN(seed=42), *data, lrs=(0.05, HUGE_LR), n_jobs=2,
                                         epochs=3, verbose=False)
@@ -308,3 +310,13 @@ def test_the_speedup_benchmark_runs(numpy_only, tmp_path):
     assert sweep_speedup.main(["--quick", "--json", str(tmp_path / "speedup.json")]) == 0
     result = json.loads((tmp_path / "speedup.json").read_text())
     assert result["identical"] and set(result["speedup"]) == {"cold", "warm"}
+
+
+@pytest.mark.float32
+def test_a_float32_sweep_in_parallel_stays_float32(backend, put, host_data):
+    """No float64 array on the device, in the workers either (array-api-strict's no_float64)."""
+    data = [put(a, "float32" if i % 2 == 0 else None) for i, a in enumerate(host_data)]
+    serial = sweep(tc.TinyCNN(seed=5), *data, grid={"lr": [0.05, 0.5]}, epochs=2)
+    parallel = sweep(tc.TinyCNN(seed=5), *data, grid={"lr": [0.05, 0.5]}, n_jobs=2, epochs=2)
+    assert all(r["history"]["kernel_snapshots"][0].dtype == np.float32 for r in parallel)
+    assert_same_records(parallel, serial, exact=backend.NAME == "numpy")

@@ -343,13 +343,20 @@ def _unship(shipment: _Shipment) -> list[Array]:
 
 def _train_shipped(index: int, model: Sequential, shipment: _Shipment, config: dict[str, Any],
                    fit_kwargs: dict[str, Any], caller: int) -> tuple[int, History, list[tuple[type, str]]]:
-    """A worker's run: ``(index, history, warnings as (category, message))``."""
-    if os.getpid() != caller and threading.current_thread() is threading.main_thread():
-        # A worker process: the caller's process handles Ctrl-C for the whole sweep, so an idle
-        # worker ignores it (fit still stops the run it is in after the current step).
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """A worker's run: ``(index, history, warnings as (category, message))``.
+
+    In the caller's own process (joblib's threading backend, a Dask cluster of threads) the
+    warnings are issued where they arise: recording them there is not thread-safe.
+    """
     data = _unship(shipment)
+    model = copy.deepcopy(model)  # in the caller's process the runs would share one model
+    if os.getpid() == caller:
+        return index, _train(model, data, config, fit_kwargs), []
+    if threading.current_thread() is threading.main_thread():
+        # The caller's process handles Ctrl-C for the whole sweep, so an idle worker ignores it
+        # (fit still stops the run it is in after the current step).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = _train(copy.deepcopy(model), data, config, fit_kwargs)
+        history = _train(model, data, config, fit_kwargs)
     return index, history, [(w.category, str(w.message)) for w in caught]
