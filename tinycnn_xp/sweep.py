@@ -32,7 +32,7 @@ from ._xp import Placement, move, placement_of, to_numpy
 from .history import History
 from .models import Sequential
 
-__all__ = ["sweep", "learning_rate_sweep", "SweepRecord", "GRID_KEYS", "DEFAULT_LRS"]
+__all__ = ["sweep", "learning_rate_sweep", "describe_run", "SweepRecord", "GRID_KEYS", "DEFAULT_LRS"]
 
 Array = Any
 
