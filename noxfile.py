@@ -1,5 +1,6 @@
 """``nox``: the shared suite once per backend (``tests(numpy)``, ``tests(array_api_strict)``, ...),
-then ``lint`` (ruff, mypy) and ``wheel`` (the built wheel, installed alone, runs).
+then ``lint`` (ruff, mypy), ``wheel`` (the built wheel, installed alone, runs) and ``notebook``
+(``docs/chapter24.ipynb`` top to bottom, headless, on NumPy).
 
 A backend that cannot run on this machine is skipped with its reason and the exit status stays 0;
 ``TINYCNN_REQUIRE_GPU=1`` turns the CuPy skip into a failure. Arguments after ``--`` go to pytest.
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 import backends  # noqa: E402
 
-nox.options.sessions = ["tests", "lint", "wheel"]
+nox.options.sessions = ["tests", "lint", "wheel", "notebook"]
 nox.options.reuse_venv = "yes"
 
 
@@ -30,8 +31,9 @@ def tests(session: nox.Session, backend: str) -> None:
         if backend == "cupy" and os.environ.get("TINYCNN_REQUIRE_GPU") == "1":
             session.error(f"TINYCNN_REQUIRE_GPU=1 but {backend} cannot run here: {reason}")
         session.skip(f"backend {backend} unavailable: {reason}")
-    # The optional extras too, so the figure, progress and digits tests run rather than skip.
-    session.install("-e", ".[test,plot,progress,digits]", *module.REQUIREMENTS)
+    # The optional extras too, so the figure, progress, digits and parallel-sweep tests (Dask's in
+    # the numpy session) run rather than skip.
+    session.install("-e", ".[test,plot,progress,digits,parallel]", *module.REQUIREMENTS)
     env = {"TINYCNN_REQUIRE_GPU": os.environ.get("TINYCNN_REQUIRE_GPU", "")}
     session.run("pytest", f"--backend={backend}", "-ra", *session.posargs, env=env)
     for extra in getattr(module, "RUNS", ()):  # e.g. array-api-strict's device without float64
@@ -67,6 +69,15 @@ def wheel(session: nox.Session) -> None:
             session.run(str(bin_dir / "tinycnn-xp"), "--help", external=True)
             session.run(str(bin_dir / "tinycnn-xp"), "train", "--epochs", "2", "--sweep-epochs", "0",
                         "--quiet", "--out", str(run / "train"), external=True)
+
+
+@nox.session
+def notebook(session: nox.Session) -> None:
+    """``docs/chapter24.ipynb`` run top to bottom in a fresh kernel on NumPy (nbclient), with its run
+    time; any cell that raises fails the session. ``nox -s notebook -- --write-figures`` also
+    rewrites the README's figures, ``-- --backend torch`` runs it on another library."""
+    session.install("-e", ".[plot,parallel]", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29")
+    session.run("python", "docs/run_notebook.py", *session.posargs)
 
 
 @nox.session

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _checks
 from ._windows import output_size, transpose_index, window_index
-from ._xp import Placement, dtype_name, move, placed, placement_of
+from ._xp import Placement, dtype_name, move, placed, placement_of, to_numpy
 from .optim import sgd_update
 
 __all__ = ["Layer", "ParametrizedLayer", "Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "Flatten",
@@ -114,6 +114,32 @@ class Layer:
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
+    # -- copies and pickles --------------------------------------------------------------------
+    def __reduce__(self) -> tuple:
+        """Pickling and ``copy.deepcopy``: the layer travels as its configuration and host NumPy
+        copies of its arrays (parameters, gradients, velocities), unplaced and without per-call
+        caches, so the copy is placed again by its first input, like a loaded model. It is rebuilt
+        as ``type(layer)(**layer.config())``, the checkpoints' contract."""
+        return (_rebuild_layer, (type(self), self.config(), self._host_arrays()))
+
+    def _host_arrays(self) -> dict[str, Any]:
+        """What a copy keeps besides the configuration (host NumPy copies), by attribute."""
+        return {}
+
+    def __copy__(self) -> Layer:
+        """``copy.copy``: shallow, like any object's: the copy shares arrays and placement."""
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+
+def _rebuild_layer(cls: type[Layer], config: dict[str, Any], arrays: dict[str, Any]) -> Layer:
+    """The unpickled (or deep-copied) layer: built from ``config``, then given ``arrays``."""
+    layer = cls(**config)
+    for name, value in arrays.items():
+        setattr(layer, name, value)
+    return layer
+
 
 class ParametrizedLayer(Layer):
     """A layer with trainable parameters, their gradients, a momentum velocity each, and ``step``."""
@@ -155,6 +181,14 @@ class ParametrizedLayer(Layer):
             _checks.learning_rate(lr)
             _checks.momentum(momentum)
         sgd_update(self, lr, momentum)
+
+    def _host_arrays(self) -> dict[str, Any]:
+        arrays: dict[str, Any] = {}
+        for name in self.param_names:
+            arrays[name] = to_numpy(getattr(self, name))
+            arrays["d_" + name] = to_numpy(getattr(self, "d_" + name))
+        arrays["velocity"] = {name: to_numpy(self.velocity[name]) for name in self.param_names}
+        return arrays
 
     @property
     def parameter_count(self) -> int:

@@ -32,7 +32,9 @@ class Sequential:
     ``names`` label the layers in summaries and gradient-check reports.
 
     A model keeps per-call caches (each layer's ``last_input``, ...): it is not thread-safe. Use
-    one model per thread (``copy.deepcopy`` makes one).
+    one model per thread (``copy.deepcopy`` makes one). A pickled or deep-copied model comes back
+    like a loaded one: host NumPy arrays, unplaced, and placed again by its first input; so it
+    travels to another process or machine (``tinycnn_xp.sweep``) whatever device it was on.
     """
 
     def __init__(self, layers: Sequence[Layer], seed: int | None = None,
@@ -144,6 +146,29 @@ class Sequential:
     def _place_for(self, place: Placement) -> None:
         if self.placement is None:
             self.to(place.xp, place.device, place.dtype)
+
+    def reset_parameters(self, seed: int) -> Sequential:
+        """Draw fresh initial weights as ``seed=`` in the constructor does (the j-th layer with
+        parameters from ``seed + j``), with zero biases and velocities; the placement stays.
+        Returns the model."""
+        _checks.non_negative_int(seed, "seed")
+        for j, layer in enumerate(self._trainable(self.layers)):
+            layer.reset_parameters(seed + j)
+        return self
+
+    # -- copies and pickles --------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling and ``copy.deepcopy``: the model without its placement. Its layers travel as
+        host NumPy arrays without caches (``Layer.__reduce__``), so the copy is like a loaded
+        model: unplaced, and placed again by its first input (``to`` places it at once)."""
+        # The model itself keeps no per-call caches: if one is added, drop it here too.
+        return {**self.__dict__, "placement": None}
+
+    def __copy__(self) -> Sequential:
+        """``copy.copy``: shallow, like any object's: the copy shares the layers and placement."""
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
 
     # -- forward, loss, backward, update -------------------------------------------------------
     def forward(self, x: Array, *, check: bool = True, cache: bool = True) -> Array:

@@ -1,23 +1,29 @@
-"""The chapter's figures as PNG files: learning curves, filter evolution, confusion matrix, LR sweep.
+"""The chapter's figures: the data, learning curves, filter evolution, confusion matrix, sweeps.
 
-Needs the optional extra ``plot`` (``pip install "tinycnn-xp[plot]"``). Figures are drawn with
-matplotlib's object API on its Agg canvas (no pyplot, no display, no global state), in the
-chapter's style: its palette, a warm background, a light grid. Each function returns the path.
+Needs the optional extra ``plot`` (``pip install "tinycnn-xp[plot]"``). Each function returns a
+matplotlib ``Figure``, drawn with matplotlib's object API (no pyplot, no global state), in the
+chapter's style: its palette, a warm background, a light grid. In Jupyter a figure shows inline
+when it ends a cell (with matplotlib's inline backend on: ``%matplotlib inline``); ``save_figure``
+writes it to a file (what the command line does).
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .history import History
 
-__all__ = ["training_curves", "filter_evolution", "confusion_figure", "lr_sweep_figure",
-           "confusion_counts"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["save_figure", "dataset_samples", "training_curves", "filter_evolution",
+           "confusion_figure", "lr_sweep_figure", "sweep_figure", "confusion_counts"]
 
 # The chapter's palette.
 BLUE, GREEN, AMBER, RED, BURGUNDY = "#3b82f6", "#059669", "#d97706", "#dc2626", "#8c2f39"
@@ -28,24 +34,31 @@ MAX_FILTERS = 8
 
 
 @contextlib.contextmanager
-def _figure(**kwargs: Any) -> Iterator[Any]:
-    """A new matplotlib ``Figure`` in the chapter's style; ImportError naming the extra if missing."""
+def _figure(**kwargs: Any) -> Iterator[Figure]:
+    """A new matplotlib ``Figure`` in the chapter's style; ImportError naming the extra if missing.
+
+    The figure is drawn once (without rendering) inside the style, so that what matplotlib makes
+    lazily (ticks, grid lines) takes the style too, wherever the figure is shown or saved later.
+    """
     try:
         import matplotlib
         import matplotlib.style
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise ImportError('figures need matplotlib: pip install "tinycnn-xp[plot]"') from exc
-    style = {"figure.facecolor": _BACKGROUND, "axes.facecolor": _BACKGROUND, "font.size": 11,
-             "savefig.facecolor": _BACKGROUND}
+    style = {"figure.facecolor": _BACKGROUND, "axes.facecolor": _BACKGROUND, "font.size": 11}
     with matplotlib.style.context("seaborn-v0_8-whitegrid"), \
             matplotlib.rc_context(style):  # type: ignore[arg-type]  # stubs want literal keys
-        yield Figure(layout="constrained", **kwargs)
+        fig = Figure(layout="constrained", **kwargs)
+        yield fig
+        fig.draw_without_rendering()
 
 
-def _save(fig: Any, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` (any of this module's figures) to ``path`` (PNG, or the format its suffix
+    names), at 110 dpi with nothing clipped; returns the path."""
     path = Path(path)
-    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.2)  # no clipped tick labels
+    fig.savefig(path, dpi=110, bbox_inches="tight", pad_inches=0.2, facecolor=fig.get_facecolor())
     return path
 
 
@@ -56,8 +69,8 @@ def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     return counts
 
 
-def training_curves(history: History, path: str | Path, num_classes: int | None = None,
-                    title: str | None = None) -> Path:
+def training_curves(history: History, num_classes: int | None = None,
+                    title: str | None = None) -> Figure:
     """Loss (left) and accuracy in % (right) per epoch, training solid and validation dashed.
 
     ``num_classes`` draws the chance level; a diverged run is marked at the epoch it stopped.
@@ -88,10 +101,10 @@ def training_curves(history: History, path: str | Path, num_classes: int | None 
             ax.grid(True, alpha=0.3)
         if title:
             fig.suptitle(title, fontsize=14, fontweight="bold")
-        return _save(fig, path)
+    return fig
 
 
-def filter_evolution(history: History, path: str | Path) -> Path:
+def filter_evolution(history: History) -> Figure:
     """The first convolution's filters (rows) at each snapshot epoch (columns), one diverging
     colour scale centred on zero for all of them."""
     snapshots = {int(epoch): np.asarray(k) for epoch, k in history["kernel_snapshots"].items()}
@@ -122,11 +135,11 @@ def filter_evolution(history: History, path: str | Path) -> Path:
         fig.suptitle(title, fontsize=14, fontweight="bold")
         fig.colorbar(image, ax=axes, orientation="vertical", fraction=0.03, pad=0.04,
                      label="Weight value")
-        return _save(fig, path)
+    return fig
 
 
-def confusion_figure(counts: np.ndarray, class_names: Sequence[str], path: str | Path,
-                     title: str = "Validation Confusion Matrix") -> Path:
+def confusion_figure(counts: np.ndarray, class_names: Sequence[str],
+                     title: str = "Validation Confusion Matrix") -> Figure:
     """Counts per (true, predicted) class, annotated, with each class's accuracy on the right."""
     counts = np.asarray(counts)
     n = counts.shape[0]
@@ -157,11 +170,10 @@ def confusion_figure(counts: np.ndarray, class_names: Sequence[str], path: str |
         for label, accuracy in zip(right.get_yticklabels(), per_class):
             label.set_color(GREEN if accuracy == 1 else AMBER if accuracy >= 0.9 else RED)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.12, label="Images")
-        return _save(fig, path)
+    return fig
 
 
-def lr_sweep_figure(histories: dict[float, History], path: str | Path,
-                    num_classes: int | None = None) -> Path:
+def lr_sweep_figure(histories: dict[float, History], num_classes: int | None = None) -> Figure:
     """Exercise 24.2: training loss (log scale) and validation accuracy per epoch, one colour per
     learning rate; a run that diverged ends in a cross at its last finite epoch."""
     with _figure(figsize=(13, 5)) as fig:
@@ -196,4 +208,154 @@ def lr_sweep_figure(histories: dict[float, History], path: str | Path,
         handles, labels = acc_ax.get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4),
                    fontsize=10, frameon=False)
-        return _save(fig, path)
+    return fig
+
+
+def dataset_samples(x: np.ndarray, y: np.ndarray, class_names: Sequence[str],
+                    per_class: int = 6) -> Figure:
+    """The first ``per_class`` images of every class (rows), in grey from 0 (black) to 1 (white).
+
+    ``x`` ``(n, 1, height, width)`` and ``y`` ``(n,)`` are host arrays (``to_numpy`` them first).
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    n = len(class_names)
+    with _figure(figsize=(1.3 * per_class + 1.6, 1.3 * n + 0.6)) as fig:
+        axes = np.asarray(fig.subplots(n, per_class, squeeze=False))
+        for c, name in enumerate(class_names):
+            members = np.flatnonzero(y == c)[:per_class]
+            for k in range(per_class):
+                ax = axes[c, k]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.grid(False)
+                if k < members.size:
+                    ax.imshow(x[members[k], 0], cmap="gray", vmin=0.0, vmax=1.0,
+                              interpolation="nearest")
+                if k == 0:
+                    ax.set_ylabel(name, fontsize=11, fontweight="bold")
+        fig.suptitle(f"{x.shape[0]} images of {x.shape[2]}x{x.shape[3]} pixels, {n} classes",
+                     fontsize=13, fontweight="bold")
+    return fig
+
+
+def sweep_figure(records: Sequence[Any], num_classes: int | None = None) -> Figure:
+    """A sweep's runs (``tinycnn_xp.sweep.sweep``'s records) in three panels.
+
+    Training loss (log scale) and validation accuracy per epoch, one colour per configuration of
+    the swept values other than ``seed``: the mean over seeds, with the seeds' spread (lowest to
+    highest) shaded. The third panel gives the final validation accuracy: a heatmap when two
+    values were swept (mean over seeds), the mean with the seeds' spread against one swept value,
+    or one bar per configuration.
+    """
+    records = list(records)
+    if not records:
+        raise ValueError("records must hold at least one run of a sweep")
+    keys = list(records[0]["config"])
+    swept = [key for key in keys if key != "seed"
+             and len({record["config"][key] for record in records}) > 1]
+    groups: dict[tuple, list[History]] = {}
+    for record in records:
+        groups.setdefault(tuple(record["config"][key] for key in swept), []).append(record["history"])
+    seeds = len({record["config"].get("seed") for record in records})
+    label = lambda values: (", ".join(f"{key} {_value(value)}" for key, value in zip(swept, values))
+                            or "all runs")
+    final = {values: np.array([h["val_acc"][-1] if h["val_acc"] else np.nan for h in histories])
+             for values, histories in groups.items()}
+    with _figure(figsize=(18, 5.4)) as fig:
+        loss_ax, acc_ax, end_ax = fig.subplots(1, 3)
+        for i, (values, histories) in enumerate(groups.items()):
+            color = _color(i, len(groups))
+            for ax, key, scale in ((loss_ax, "train_loss", 1), (acc_ax, "val_acc", 100)):
+                curves = _padded([h[key] for h in histories]) * scale  # type: ignore[literal-required]
+                if not curves.shape[1]:
+                    continue
+                epochs = np.arange(curves.shape[1])
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # epochs no run reached
+                    mean = np.nanmean(curves, axis=0)
+                    low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+                ax.plot(epochs, mean, linewidth=2, color=color, label=label(values))
+                if len(histories) > 1:
+                    ax.fill_between(epochs, low, high, color=color, alpha=0.12, linewidth=0)
+        loss_ax.set_yscale("log")
+        spread = f" (mean of {seeds} seeds, lowest to highest shaded)" if seeds > 1 else ""
+        loss_ax.set(xlabel="Epoch", ylabel="Training loss (log scale)", title="Training Loss" + spread)
+        acc_ax.set(xlabel="Epoch", ylabel="Validation accuracy (%)", ylim=(0, 105),
+                   title="Validation Accuracy")
+        if num_classes:
+            for ax in (acc_ax, end_ax):
+                ax.axhline(100 / num_classes, color="gray", linestyle=":", alpha=0.7,
+                           label=f"Chance ({100 / num_classes:.1f}%)")
+        _final_panel(end_ax, fig, swept, groups, final, records, seeds)
+        handles, labels = acc_ax.get_legend_handles_labels()
+        if len(groups) > 1:
+            fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5),
+                       fontsize=10, frameon=False)
+        title = (f"Sweep: {len(records)} runs, " + (" x ".join(swept) if swept else "one configuration")
+                 + (f", {seeds} seeds each" if seeds > 1 else ""))
+        fig.suptitle(title, fontsize=14, fontweight="bold")
+    return fig
+
+
+def _final_panel(ax: Any, fig: Figure, swept: list[str], groups: dict[tuple, list[History]],
+                 final: dict[tuple, np.ndarray], records: list[Any], seeds: int) -> None:
+    """The sweep figure's third panel: final validation accuracy by configuration."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a configuration with no finished epoch
+        means = {values: 100 * np.nanmean(accs) for values, accs in final.items()}
+    title = "Final Validation Accuracy" + (" (mean over seeds)" if seeds > 1 else "")
+    if len(swept) == 2:
+        rows = sorted({values[0] for values in groups})
+        cols = sorted({values[1] for values in groups})
+        grid = np.full((len(rows), len(cols)), np.nan)
+        for (row, col), mean in means.items():
+            grid[rows.index(row), cols.index(col)] = mean
+        image = ax.imshow(grid, cmap="Blues", vmin=0, vmax=100, aspect="auto")
+        ax.grid(False)
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                if np.isfinite(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=11,
+                            color="white" if grid[i, j] > 60 else "black")
+        ax.set_xticks(range(len(cols)), [_value(v) for v in cols])
+        ax.set_yticks(range(len(rows)), [_value(v) for v in rows])
+        ax.set(xlabel=swept[1], ylabel=swept[0], title=title)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="Validation accuracy (%)")
+        return
+    names = [", ".join(_value(v) for v in values) or "all runs" for values in groups]
+    positions = np.arange(len(groups))
+    for i, (values, accs) in enumerate(final.items()):
+        color = _color(i, len(groups))
+        ax.scatter(np.full(accs.shape, positions[i]), 100 * accs, color=color, alpha=0.5, s=25)
+        if accs.size > 1 and np.isfinite(means[values]):
+            ax.errorbar(positions[i], means[values],
+                        yerr=[[means[values] - 100 * np.nanmin(accs)],
+                              [100 * np.nanmax(accs) - means[values]]],
+                        fmt="o", color=color, markersize=9, capsize=6, linewidth=2)
+        elif np.isfinite(means[values]):
+            ax.plot(positions[i], means[values], "o", color=color, markersize=9)
+    ax.set_xticks(positions, names, rotation=30 if len(groups) > 4 else 0)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set(xlabel=", ".join(swept) if swept else "", ylabel="Final validation accuracy (%)",
+           ylim=(0, 105), title=title + (" and seeds (dots)" if seeds > 1 else ""))
+
+
+def _value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _color(i: int, n: int) -> Any:
+    """The chapter's palette for up to seven colours, then evenly spaced viridis."""
+    if n <= len(_SWEEP_COLORS):
+        return _SWEEP_COLORS[i]
+    import matplotlib
+    return matplotlib.colormaps["viridis"](i / max(n - 1, 1))
+
+
+def _padded(curves: list[list[float]]) -> np.ndarray:
+    """Curves of different lengths (runs that diverged or stopped early) as rows padded with NaN."""
+    longest = max(len(curve) for curve in curves)
+    out = np.full((len(curves), longest), np.nan)
+    for i, curve in enumerate(curves):
+        out[i, :len(curve)] = curve
+    return out

@@ -1,26 +1,166 @@
-"""Learning-rate sweeps (Exercise 24.2): the same initial model trained once per learning rate."""
+"""Sweeps: one model trained once per configuration, serially or on joblib's workers.
+
+``sweep`` runs a grid (learning rates x momenta x seeds x ...) and returns one record per
+configuration; ``learning_rate_sweep`` is Exercise 24.2's shortcut, ``{lr: history}``. With
+``n_jobs`` the runs go to joblib's processes, or to any joblib backend, Dask's included
+(``with joblib.parallel_config(backend="dask"): sweep(...)``). Each run trains a copy of the model
+on the data's library and device: a pickled model travels as host NumPy and is placed again by its
+first input, and the data travels as host NumPy and is placed again on the same library and
+device by the worker.
+"""
 
 from __future__ import annotations
 
 import copy
+import importlib
+import inspect
+import itertools
 import numbers
-from collections.abc import Iterable
-from typing import Any
+import os
+import pickle
+import signal
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypedDict
+
+import numpy as np
+from array_api_compat import is_cupy_namespace, is_jax_namespace, is_numpy_array
 
 from . import _checks
+from ._xp import Placement, move, placement_of, to_numpy
 from .history import History
 from .models import Sequential
 
-__all__ = ["learning_rate_sweep"]
+__all__ = ["sweep", "learning_rate_sweep", "describe_run", "SweepRecord", "GRID_KEYS", "DEFAULT_LRS"]
 
 Array = Any
 
 #: the chapter's rates for Exercise 24.2.
 DEFAULT_LRS = (0.01, 0.05, 0.12, 0.5, 1.0)
 
+#: the ``fit`` arguments a grid may sweep (``seed`` seeds the initial weights and the shuffles).
+GRID_KEYS = ("lr", "momentum", "batch_size", "epochs", "seed")
+
+_GRID_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "lr": _checks.learning_rate, "momentum": _checks.momentum,
+    "batch_size": _checks.positive_int, "epochs": _checks.non_negative_int,
+    "seed": _checks.non_negative_int,
+}
+
+#: ``on_run(record, done, total)``: called in the calling process as each run finishes.
+OnRun = Callable[["SweepRecord", int, int], Any]
+
+
+class SweepRecord(TypedDict):
+    """One run of a sweep: its ``config`` (the grid's values, e.g. ``{"lr": 0.1, "seed": 0}``)
+    and the ``history`` that ``fit`` returned for it."""
+
+    config: dict[str, Any]
+    history: History
+
+
+def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val: Array,
+          grid: Mapping[str, Sequence[Any]], n_jobs: int | None = None, *,
+          on_run: OnRun | None = None, verbose: bool = False,
+          **fit_kwargs: Any) -> list[SweepRecord]:
+    """Train a copy of ``model`` once per configuration of ``grid``; one record per run.
+
+    ``grid`` maps ``fit`` arguments among ``GRID_KEYS`` (``lr``, ``momentum``, ``batch_size``,
+    ``epochs``, ``seed``) to the values to try; the configurations are every combination, the
+    last key varying fastest, and the records come back in that order: ``{"config": {"lr": 0.1,
+    "seed": 0}, "history": ...}``. Each run trains a copy of ``model`` from its current state with
+    ``fit(x_train, y_train, x_val, y_val, **fit_kwargs, **config)``; ``model`` itself is never
+    trained. A ``seed`` in the grid seeds both the run's initial weights (as
+    ``model.reset_parameters(seed)``, the constructors' ``seed=``) and its shuffles (``fit``'s
+    ``seed``); without one, every run starts from ``model``'s weights and shuffles with
+    ``fit_kwargs``' ``seed`` (default 0), so runs differ only in what the grid changes.
+
+    ``n_jobs``: ``None`` or 1 runs the configurations one after the other in this process; 2 or
+    more, or -1 (every core), runs them on joblib's worker processes (``pip install
+    "tinycnn-xp[parallel]"``), one run per worker at a time. ``None`` also follows an enclosing
+    ``joblib.parallel_config``: ``with joblib.parallel_config(backend="dask"):`` sends the runs to
+    a Dask cluster. The results are those of the serial run: bitwise on NumPy (within 1e-12
+    elsewhere, where a library's thread count can change a reduction's order). Every run places
+    its data and model on the library and device the data lives on here (CuPy data: the worker's
+    GPU of the same number).
+
+    ``on_run(record, done, total)`` is called here as each run finishes (in the order they
+    finish), e.g. to advance a progress bar; ``verbose=True`` prints one line per finished run.
+    ``fit`` itself runs quietly. Warnings of a run (a rate that diverged, say) are re-issued here.
+    Ctrl-C ends the sweep cleanly: the runs already finished come back (in grid order), with a
+    ``RuntimeWarning`` saying how many; a run that was cut short is left out.
+
+    ``fit_kwargs`` go to every ``fit`` (``epochs``, ``batch_size``, ``momentum``, ``callback``,
+    ...). On workers, ``callback`` runs in the worker's process, so it must be picklable.
+    """
+    _check_model(model)
+    runs = [dict(zip(grid, values)) for values in itertools.product(*_grid(grid, fit_kwargs).values())]
+    _check_fit_kwargs(model, fit_kwargs)
+    data = [x_train, y_train, x_val, y_val]
+    _check_data(model, *data)
+    parallel = _parallel(n_jobs, len(runs))
+    start = copy.deepcopy(model)  # host NumPy, unplaced: what every run starts from
+    done: dict[int, SweepRecord] = {}
+
+    def finished(index: int, history: History) -> None:
+        done[index] = {"config": runs[index], "history": history}
+        if verbose:
+            print(f"run {len(done)}/{len(runs)}  {describe_run(done[index])}", flush=True)
+        if on_run is not None:
+            on_run(done[index], len(done), len(runs))
+
+    interrupted = False
+    try:
+        if parallel is None:
+            for index, config in enumerate(runs):
+                with warnings.catch_warnings():  # the sweep says it was interrupted, below
+                    warnings.filterwarnings("ignore", "training interrupted", RuntimeWarning)
+                    history = _train(copy.deepcopy(start), data, config, fit_kwargs)
+                if history.get("interrupted"):
+                    interrupted = True
+                    break
+                finished(index, history)
+        else:
+            from joblib import delayed
+            shipment = _ship(data)
+            results = parallel(delayed(_train_shipped)(index, start, shipment, config, fit_kwargs,
+                                                       os.getpid())
+                               for index, config in enumerate(runs))
+            try:
+                for index, history, caught in results:
+                    for category, message in caught:
+                        warnings.warn(message, category, stacklevel=2)
+                    if not history.get("interrupted"):  # a worker's run cut short by Ctrl-C
+                        finished(index, history)
+            finally:  # stopped early: cancel the runs left (joblib's warning about them is ours)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", category=UserWarning, module="joblib")
+                    results.close()
+    except KeyboardInterrupt:
+        interrupted = True
+    if interrupted:
+        warnings.warn(f"sweep interrupted: {len(done)} of {len(runs)} runs finished and are "
+                      f"returned", RuntimeWarning, stacklevel=2)
+    return [done[index] for index in sorted(done)]
+
+
+def describe_run(record: SweepRecord) -> str:
+    """One line for a finished run: its configuration, final metrics and how it ended."""
+    config = "  ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                       for key, value in record["config"].items())
+    history = record["history"]
+    text = config or "run"
+    if history["train_loss"]:
+        text += (f": train loss {history['train_loss'][-1]:.4f}  val acc "
+                 f"{history['val_acc'][-1]:.1%}")
+    if "diverged_epoch" in history:
+        text += f"  (diverged at epoch {history['diverged_epoch']})"
+    return text
+
 
 def learning_rate_sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array,
-                        y_val: Array, lrs: Iterable[float] = DEFAULT_LRS,
+                        y_val: Array, lrs: Iterable[float] = DEFAULT_LRS, n_jobs: int | None = None,
                         **fit_kwargs: Any) -> dict[float, History]:
     """Train a fresh copy of ``model`` at each rate in ``lrs``; return ``{lr: history}``.
 
@@ -28,30 +168,84 @@ def learning_rate_sweep(model: Sequential, x_train: Array, y_train: Array, x_val
     labels ``(n,)``, on any one array library and device, as for ``fit``.
 
     Every run starts from the same state, ``model``'s own (weights and velocities; ``model``
-    itself is never trained: each run trains a deep copy, on the model's device), and calls
+    itself is never trained: each run trains a copy, on the data's device), and calls
     ``copy.fit(x_train, y_train, x_val, y_val, lr=lr, **fit_kwargs)``, so with the same ``seed``
-    every run sees the same batches. ``history`` is
-    ``fit``'s (``train_loss``, ``val_loss``, ``train_acc``, ``val_acc``, ``kernel_snapshots``).
+    every run sees the same batches. ``history`` is ``fit``'s (``train_loss``, ``val_loss``,
+    ``train_acc``, ``val_acc``, ``kernel_snapshots``). ``n_jobs`` runs the rates in parallel
+    (see ``sweep``, which this is with ``grid={"lr": lrs}``); the histories are the same.
 
     A run whose loss stops being finite does not stop the sweep: ``fit`` ends it at that epoch
     with a ``RuntimeWarning`` naming the rate and the epoch (passed through to the caller) and its
     history has ``'diverged_epoch'``; the other runs are unaffected. Keys are ``float(lr)``.
-    Ctrl-C ends the whole sweep: the rates done so far and the interrupted one are returned.
+    Ctrl-C ends the whole sweep: the rates done so far come back, and, run serially, the
+    interrupted one too (its history says ``interrupted``).
     """
-    if not isinstance(model, Sequential):
-        raise TypeError(f"model must be a tinycnn_xp Sequential or TinyCNN, got {type(model).__name__}")
+    _check_model(model)
     rates = _rates(lrs)
     if "lr" in fit_kwargs:
         raise TypeError("learning_rate_sweep takes its learning rates from lrs, not lr")
-    verbose = fit_kwargs.get("verbose", True)
+    verbose = fit_kwargs.pop("verbose", True)
+    _check_data(model, x_train, y_train, x_val, y_val)
+    if _parallel(n_jobs, len(rates)) is not None:
+        records = sweep(model, x_train, y_train, x_val, y_val, {"lr": rates}, n_jobs,
+                        verbose=verbose, **fit_kwargs)
+        return {record["config"]["lr"]: record["history"] for record in records}
     histories: dict[float, History] = {}
+    start = copy.deepcopy(model)  # host NumPy, unplaced: each run is placed by the data
     for lr in rates:
         if verbose:  # fit's progress lines do not say which rate they belong to
             print(f"learning rate {lr}:")
-        histories[lr] = copy.deepcopy(model).fit(x_train, y_train, x_val, y_val, lr=lr, **fit_kwargs)
+        histories[lr] = copy.deepcopy(start).fit(x_train, y_train, x_val, y_val, lr=lr,
+                                                 verbose=verbose, **fit_kwargs)
         if histories[lr].get("interrupted"):  # Ctrl-C ends the sweep, not just this rate
             break
     return histories
+
+
+# -- checks ----------------------------------------------------------------------------------------
+def _check_model(model: Any) -> None:
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model must be a tinycnn_xp Sequential or TinyCNN, got {type(model).__name__}")
+
+
+def _check_data(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val: Array) -> None:
+    """What ``fit`` checks first, here, before any copy: a copy forgets ``model``'s placement, so
+    data elsewhere than a placed ``model`` must be refused now (and workers are spared bad data)."""
+    place = _checks.data(model, x_train, y_train, "x_train", "y_train")
+    val_place = _checks.data(model, x_val, y_val, "x_val", "y_val")
+    if not place.same_place(val_place):
+        raise ValueError(f"x_val is on {val_place} but x_train is on {place}; "
+                         f"pass training and validation data on one library and device")
+
+
+def _check_fit_kwargs(model: Sequential, fit_kwargs: dict[str, Any]) -> None:
+    allowed = set(inspect.signature(model.fit).parameters) - {"x_train", "y_train", "x_val", "y_val"}
+    unknown = sorted(set(fit_kwargs) - allowed)
+    if unknown:
+        raise TypeError(f"fit got unexpected keyword arguments {unknown}")
+
+
+def _grid(grid: Any, fit_kwargs: dict[str, Any]) -> dict[str, list[Any]]:
+    """``grid`` checked: keys among ``GRID_KEYS`` (not also in ``fit_kwargs``), each with a
+    non-empty sequence of distinct valid values."""
+    if not isinstance(grid, Mapping):
+        raise TypeError(f"grid must be a dict of fit arguments to the values to try, e.g. "
+                        f"{{'lr': [0.05, 0.1]}}, got {type(grid).__name__}")
+    checked: dict[str, list[Any]] = {}
+    for key, values in grid.items():
+        if key not in GRID_KEYS:
+            raise ValueError(f"grid: {key!r} cannot be swept; choose from {list(GRID_KEYS)}")
+        if key in fit_kwargs:
+            raise TypeError(f"{key} is given both in grid and as a fit argument; pass it once")
+        if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+            raise TypeError(f"grid[{key!r}] must be a sequence of values, got {values!r}")
+        values = [_GRID_CHECKS[key](value, f"grid[{key!r}][{i}]") for i, value in enumerate(values)]
+        if not values:
+            raise ValueError(f"grid[{key!r}] must hold at least one value")
+        if len(set(values)) != len(values):
+            raise ValueError(f"grid[{key!r}] must hold distinct values, got {values}")
+        checked[key] = values
+    return checked
 
 
 def _rates(lrs: Any) -> list[float]:
@@ -65,3 +259,104 @@ def _rates(lrs: Any) -> list[float]:
     if len(set(rates)) != len(rates):
         raise ValueError(f"lrs must hold distinct learning rates, got {rates}")
     return rates
+
+
+# -- running -------------------------------------------------------------------------------------
+def _parallel(n_jobs: Any, runs: int) -> Any:
+    """A ``joblib.Parallel`` for ``n_jobs`` (at most one worker per run), or ``None`` to run
+    serially here: ``n_jobs`` 1, or ``None`` outside any ``joblib.parallel_config`` that says
+    otherwise."""
+    if n_jobs is not None:
+        if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral):
+            raise TypeError(f"n_jobs must be None or an integer, got {n_jobs!r}")
+        if n_jobs == 0:
+            raise ValueError("n_jobs must be None, 1 (serial), a number of workers, or -1 (every "
+                             "core), got 0")
+        if n_jobs == 1:
+            return None
+    try:
+        import joblib
+    except ImportError:
+        if n_jobs is None:
+            return None
+        raise ImportError(f'n_jobs={n_jobs} needs joblib: pip install "tinycnn-xp[parallel]"') from None
+    if n_jobs is not None:
+        n_jobs = max(1, min(joblib.effective_n_jobs(int(n_jobs)), runs))
+    parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
+    return None if parallel.n_jobs == 1 else parallel
+
+
+def _train(model: Sequential, data: list[Array], config: dict[str, Any],
+           fit_kwargs: dict[str, Any]) -> History:
+    """One run: ``model`` (a copy) re-seeded if ``config`` has a seed, then trained quietly."""
+    if "seed" in config:
+        model.reset_parameters(config["seed"])
+    return model.fit(*data, **{**fit_kwargs, **config, "verbose": False})
+
+
+class _Shipment(NamedTuple):
+    """The data on its way to a worker: host NumPy arrays, and where to place them there."""
+
+    arrays: list[np.ndarray]
+    namespace: str | None  # the module to place them with (None: NumPy, used as they are)
+    device: tuple          # ("jax", platform, id) | ("cupy", id) | ("pickled", device) | ("default",)
+
+
+def _ship(data: list[Array]) -> _Shipment:
+    if is_numpy_array(data[0]):
+        return _Shipment(list(data), None, ("default",))
+    place = placement_of(*data)
+    if is_jax_namespace(place.xp):
+        token: tuple = ("jax", place.device.platform, place.device.id)
+    elif is_cupy_namespace(place.xp):
+        token = ("cupy", place.device.id)
+    else:
+        try:
+            token = ("pickled", pickle.loads(pickle.dumps(place.device)))
+        except Exception:  # a device that cannot travel: the worker's default device
+            token = ("default",)
+    return _Shipment([to_numpy(array) for array in data], place.xp.__name__, token)
+
+
+def _unship(shipment: _Shipment) -> list[Array]:
+    """The data placed on the shipment's library and device, in this (worker) process."""
+    if shipment.namespace is None:
+        return shipment.arrays
+    xp = importlib.import_module(shipment.namespace)
+    kind, *where = shipment.device
+    device: Any = None
+    if kind == "jax":
+        import jax
+        # The caller's process had 64-bit JAX arrays, so float64 on: this worker mirrors it.
+        if any(a.dtype.itemsize == 8 for a in shipment.arrays) and not jax.config.read("jax_enable_x64"):
+            jax.config.update("jax_enable_x64", True)
+        devices = jax.devices(where[0])
+        device = next((d for d in devices if d.id == where[1]), devices[0])
+    elif kind == "cupy":
+        import cupy
+        device = cupy.cuda.Device(where[0])
+    elif kind == "pickled":
+        device = where[0]
+    place = Placement(xp, device, None)
+    return [move(array, place) for array in shipment.arrays]
+
+
+def _train_shipped(index: int, model: Sequential, shipment: _Shipment, config: dict[str, Any],
+                   fit_kwargs: dict[str, Any], caller: int) -> tuple[int, History, list[tuple[type, str]]]:
+    """A worker's run: ``(index, history, warnings as (category, message))``.
+
+    In the caller's own process (joblib's threading backend, a Dask cluster of threads) the
+    warnings are issued where they arise: recording them there is not thread-safe.
+    """
+    data = _unship(shipment)
+    model = copy.deepcopy(model)  # in the caller's process the runs would share one model
+    if os.getpid() == caller:
+        return index, _train(model, data, config, fit_kwargs), []
+    if threading.current_thread() is threading.main_thread():
+        # The caller's process handles Ctrl-C for the whole sweep, so an idle worker ignores it
+        # (fit still stops the run it is in after the current step).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = _train(model, data, config, fit_kwargs)
+    return index, history, [(w.category, str(w.message)) for w in caught]

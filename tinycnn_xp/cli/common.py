@@ -175,7 +175,8 @@ def write_sweep(out: Path, histories: dict[float, History], num_classes: int,
     files["sweeps"].write_text(json.dumps(record, indent=1))
     if figure:
         from .. import plots
-        files["sweep"] = plots.lr_sweep_figure(histories, out / FIGURES["sweep"], num_classes=num_classes)
+        files["sweep"] = plots.save_figure(plots.lr_sweep_figure(histories, num_classes=num_classes),
+                                           out / FIGURES["sweep"])
     return files
 
 

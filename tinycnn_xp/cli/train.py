@@ -151,9 +151,11 @@ def _write_run(out: Path, model: Sequential, history: History, counts: np.ndarra
         return files
     from .. import plots
     if history["train_loss"]:
-        files["curves"] = plots.training_curves(history, out / FIGURES["curves"], len(names),
-                                                title=_run_title(settings))
+        files["curves"] = plots.save_figure(plots.training_curves(history, len(names),
+                                                                  title=_run_title(settings)),
+                                            out / FIGURES["curves"])
     if history["kernel_snapshots"]:
-        files["filters"] = plots.filter_evolution(history, out / FIGURES["filters"])
-    files["confusion"] = plots.confusion_figure(counts, names, out / FIGURES["confusion"])
+        files["filters"] = plots.save_figure(plots.filter_evolution(history), out / FIGURES["filters"])
+    files["confusion"] = plots.save_figure(plots.confusion_figure(counts, names),
+                                           out / FIGURES["confusion"])
     return files
