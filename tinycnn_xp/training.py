@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import _checks, evaluation
-from ._xp import Placement, dtype_name, move, to_numpy
+from ._xp import Placement, as_data, as_labels, dtype_name, move, to_numpy
 from .history import METRICS, SNAPSHOT_EPOCHS, History, new_history
 from .layers import Conv2D
 from .losses import one_hot
@@ -55,6 +55,7 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
 
     See ``Sequential.fit``, which calls this with the same arguments.
     """
+    x_train, y_train, x_val, y_val = as_data(x_train), as_labels(y_train), as_data(x_val), as_labels(y_val)
     place = _checks.data(model, x_train, y_train, "x_train", "y_train")
     val_place = _checks.data(model, x_val, y_val, "x_val", "y_val")
     if not place.same_place(val_place):
