@@ -62,7 +62,7 @@ def bases(tmp_path_factory):
 
 
 # -- mutations -----------------------------------------------------------------------------------
-WEIRD_VALUES = st.sampled_from([10**12, 10**7, -1, 0, 2**63, 1.5, float("inf"), float("nan"), True,
+WEIRD_VALUES = st.sampled_from([10**12, 10**400, 10**7, -1, 0, 2**63, 1.5, float("inf"), float("nan"), True,
                                 None, "", "x" * 300, "../../etc", [], [1, 2], {}, {"a": 1},
                                 [[[[[]]]]], "TinyCNN", "Dense", 3, 27, 8, [1, 8, 8]])
 NAMES = st.sampled_from(["format.npy", "dtype.npy", "epochs.npy", "history.npy", "meta.npy",

@@ -214,6 +214,7 @@ def history_text(**changes):
     ({"history": history_text(train_loss=["0.5"])}, r"train_loss\[0\] is '0.5', not a finite number"),
     ({"history": history_text(val_acc=[1.5])}, r"val_acc\[0\] is 1.5, not a fraction in \[0, 1\]"),
     ({"history": history_text(val_loss=[-1.0])}, r"val_loss\[0\] is -1.0"),
+    ({"history": history_text(val_loss=[10**400])}, r"val_loss\[0\] is 1000000"),
     ({"history": np.array('{"train_loss": [NaN], "val_loss": [0], "train_acc": [0], "val_acc": [0]}')},
      r"train_loss\[0\] is nan"),
     ({"history": history_text(train_acc=[0.5, 0.5])}, "no 'train_acc' list of 1 epochs"),

@@ -39,6 +39,7 @@ def saved(tmp_path, meta, epochs=1, name="saved.npz"):
     ({"lr": "0.1"}, "meta entry 'lr' is '0.1', not a positive number"),
     ({"lr": float("nan")}, "meta entry 'lr' is nan"),
     ({"lr": -1}, "meta entry 'lr' is -1"),
+    ({"momentum": 10**400}, "meta entry 'momentum' is 1000000"),
     ({"momentum": 1.0}, "meta entry 'momentum' is 1.0, not a number in [0, 1)"),
     ({"seed": -3}, "meta entry 'seed' is -3, not an integer >= 0"),
     ({"dtype": "float16"}, "meta entry 'dtype' is 'float16', not one of float32, float64"),

@@ -603,7 +603,7 @@ def _check_history(history: Any, epochs: int, where: str) -> None:
         high = 1.0 if key in _ACCURACIES else math.inf
         for epoch, value in enumerate(values):
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not (0.0 <= value <= high) or not math.isfinite(value):
+                    or not (0.0 <= _as_float(value) <= high) or not math.isfinite(_as_float(value)):
                 what = "a fraction in [0, 1]" if key in _ACCURACIES else "a finite number >= 0"
                 raise ValueError(f"{where}: the saved history's {key}[{epoch}] is {value!r:.60}, "
                                  f"not {what}")
@@ -616,6 +616,14 @@ def _check_history(history: Any, epochs: int, where: str) -> None:
         if not good:
             what = "true or false" if kind is bool else "an integer >= 0"
             raise ValueError(f"{where}: the saved history's {key!r} is {value!r:.60}, not {what}")
+
+
+def _as_float(value: int | float) -> float:
+    """``value`` as a float; an integer too large for one is infinite (JSON integers are unbounded)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _check_finite(array: np.ndarray, key: str, where: str) -> None:

@@ -31,7 +31,13 @@ def _integer(low: int) -> Callable[[Any], bool]:
 
 
 def _real(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite number (an integer too large for a float is not: JSON integers are unbounded)."""
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 #: The settings a checkpoint may give (when the option is not typed): a check and what it expects.
