@@ -10,3 +10,21 @@ def param_state(model):
         out[name] = to_numpy(getattr(layer, attr))
         out[name + ".velocity"] = to_numpy(layer.velocity[attr])
     return out
+
+
+def run_cli(args, cwd, prelude="", env=None, timeout=300):
+    """``tinycnn-xp *args`` as the console entry runs it (``from tinycnn_xp.cli import main``), in
+    a subprocess, after ``prelude`` (Python code that, e.g., patches ``os`` to inject failures)."""
+    import subprocess
+    import sys
+    code = f"import sys\n{prelude}\nfrom tinycnn_xp.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=env, check=False)
+
+
+def one_line(result):
+    """The single line the command wrote on stderr (and that there was exactly one, no traceback)."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Warning" not in result.stderr
+    return lines[0]

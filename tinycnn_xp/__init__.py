@@ -3,19 +3,31 @@ against the Python array API standard, so the same code trains on NumPy, CuPy, t
 
 The library follows Chapter 24 ("Training a CNN with Backpropagation"): its classes, arguments,
 attributes and numbers. Pass NumPy arrays to train on the CPU, CuPy arrays to train on a GPU.
+
+Names are imported when first used (``tinycnn_xp.TinyCNN`` imports the models then): importing
+the package costs nothing, so the ``tinycnn-xp`` command can answer Ctrl-C while NumPy loads.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it)
 
-from ._xp import Placement, to_numpy
-from .data import CLASS_NAMES, PATTERNS, make_dataset_bundle
-from .gradcheck import check_gradients, numerical_gradient, relative_error
-from .history import METRICS, History
-from .layers import LAYERS, AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU
-from .losses import softmax, softmax_cross_entropy
-from .models import Sequential, TinyCNN
-from .presets import PRESETS, deep_cnn, make_model, vgg_cnn
-from .sweep import learning_rate_sweep
+#: where each public name lives
+_EXPORTS = {
+    "._xp": ("Placement", "to_numpy"),
+    ".data": ("CLASS_NAMES", "PATTERNS", "make_dataset_bundle"),
+    ".gradcheck": ("check_gradients", "numerical_gradient", "relative_error"),
+    ".history": ("METRICS", "History"),
+    ".layers": ("LAYERS", "AvgPool2D", "Conv2D", "Dense", "Flatten", "Layer", "MaxPool2D", "ReLU"),
+    ".losses": ("softmax", "softmax_cross_entropy"),
+    ".models": ("Sequential", "TinyCNN"),
+    ".presets": ("PRESETS", "deep_cnn", "make_model", "vgg_cnn"),
+    ".sweep": ("learning_rate_sweep",),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "AvgPool2D", "CLASS_NAMES", "Conv2D", "Dense", "Flatten", "History", "LAYERS", "Layer",
@@ -24,3 +36,34 @@ __all__ = [
     "numerical_gradient", "relative_error", "softmax", "softmax_cross_entropy", "to_numpy",
     "vgg_cnn",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """A public name (``TinyCNN``, ...) or a submodule (``checkpoint``, ...), imported now."""
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+    else:
+        try:
+            value = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # what type checkers and editors see: the same names, imported eagerly
+    from ._xp import Placement, to_numpy
+    from .data import CLASS_NAMES, PATTERNS, make_dataset_bundle
+    from .gradcheck import check_gradients, numerical_gradient, relative_error
+    from .history import METRICS, History
+    from .layers import LAYERS, AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU
+    from .losses import softmax, softmax_cross_entropy
+    from .models import Sequential, TinyCNN
+    from .presets import PRESETS, deep_cnn, make_model, vgg_cnn
+    from .sweep import learning_rate_sweep

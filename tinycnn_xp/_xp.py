@@ -20,7 +20,8 @@ from array_api_compat import (
     to_device,
 )
 
-__all__ = ["Placement", "namespace_of", "placement_of", "placed", "move", "to_numpy", "describe"]
+__all__ = ["Placement", "namespace_of", "placement_of", "placed", "move", "to_numpy", "describe",
+           "as_data", "as_labels"]
 
 Array = Any  # any array-API array
 
@@ -120,6 +121,7 @@ def move(array: Array, place: Placement, dtype: Any = None) -> Array:
     ``place``'s library is cast and moved there; anything else goes through the host.
     """
     xp = place.xp
+    array = as_data(array)  # a parameter never joins the caller's autograd graph
     if is_numpy_array(array) or not is_array_api_obj(array):
         host = np.asarray(array)
         if dtype is not None:
@@ -130,6 +132,54 @@ def move(array: Array, place: Placement, dtype: Any = None) -> Array:
             array = xp.astype(array, dtype)  # on its own device, before the move
         return array if device(array) == place.device else to_device(array, place.device)
     return move(to_numpy(array), place, dtype)
+
+
+def as_data(x: Any) -> Any:
+    """``x`` as plain data: a torch tensor that autograd tracks (``requires_grad``) is detached.
+
+    Public entries call this on every floating input, so a tracked tensor never pulls the
+    parameters into its autograd graph (they would gain a ``grad_fn``, and every step would keep
+    the graph of all steps before it). Anything else comes back unchanged, at no cost.
+    """
+    if getattr(x, "requires_grad", False) and is_torch_array(x):
+        return x.detach()
+    return x
+
+
+def as_labels(y: Any) -> Any:
+    """Integer labels in their library's default integer dtype (int64; int32 on JAX without
+    ``jax_enable_x64``), on their device; anything else (not an array, not integers) unchanged,
+    for the checks to refuse by name.
+
+    torch cannot compare or one-hot its ``uint16``/``uint32``/``uint64`` tensors, and mixing
+    integer dtypes promotes differently from library to library; one dtype at the entry makes
+    every integer dtype a library has work the same. Values that do not fit the default dtype
+    (``uint64`` above 2**63 - 1) become its largest value, which the label checks then refuse
+    as out of range.
+    """
+    if not is_array_api_obj(y):
+        return y
+    xp = array_namespace(y)
+    try:
+        if not xp.isdtype(y.dtype, "integral"):
+            return y
+        target = _default_integer(xp, device(y))
+    except Exception:  # a library without the inspection API: leave the labels to the checks
+        return y
+    if y.dtype == target:
+        return y
+    if np.iinfo(dtype_name(y.dtype)).max > np.iinfo(dtype_name(target)).max:
+        # Too wide to cast exactly, and torch cannot even compare uint64: clip on the host.
+        host = np.minimum(to_numpy(y), np.iinfo(dtype_name(target)).max)
+        return xp.asarray(host.astype(dtype_name(target)), device=device(y))
+    return xp.astype(y, target)
+
+
+def _default_integer(xp: Any, dev: Any) -> Any:
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is None:
+        return xp.int64
+    return info().default_dtypes(device=dev)["integral"]
 
 
 def _host_dtype(dtype: Any) -> np.dtype:

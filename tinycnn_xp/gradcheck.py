@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _checks
-from ._xp import describe, dtype_name, namespace_of
+from ._xp import as_data, as_labels, describe, dtype_name, namespace_of
 from .losses import softmax_cross_entropy
 from .models import Sequential
 
@@ -43,6 +43,9 @@ def numerical_gradient(model: Any, x: Array, y: Array, param_array: Array,
     arrays too and leaves the model exactly as it was. The loop runs over entries on purpose: one
     entry per pair of forward passes is what a finite difference is. Nothing leaves the device.
     """
+    if param_array is x:  # the input, plain data like every input (a tracked tensor detached)
+        param_array = x = as_data(x)
+    x, y = as_data(x), as_labels(y)
     xp = _prepared(model, x, y, epsilon)
     # Perturbing anything else (a copy of a parameter, say) silently gives a zero gradient.
     if param_array is not x and _owner(model, param_array) is None:
@@ -96,6 +99,7 @@ def check_gradients(model: Any, x: Array, y: Array, epsilon: float = 1e-5) -> di
     Needs float64 inputs (finite differences in float32 are too coarse to check anything).
     Works on any backend; the model's parameters are the same arrays afterwards.
     """
+    x, y = as_data(x), as_labels(y)
     _checks.floating_array(x, "x")
     if dtype_name(x.dtype) != "float64":
         raise TypeError(f"x: gradient checks need float64 inputs, got {dtype_name(x.dtype)}")

@@ -12,6 +12,7 @@ layer's attributes (``self.d_weights = ...``), never mutate an array another ref
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, NamedTuple
 
@@ -19,11 +20,11 @@ import numpy as np
 
 from . import _checks
 from ._windows import output_size, transpose_index, window_index
-from ._xp import Placement, dtype_name, move, placed, placement_of, to_numpy
+from ._xp import Placement, as_data, dtype_name, move, placed, placement_of, to_numpy
 from .optim import sgd_update
 
 __all__ = ["Layer", "ParametrizedLayer", "Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "Flatten",
-           "Dense", "LAYERS", "layer_from_config"]
+           "Dense", "LAYERS", "layer_from_config", "parameter_shapes_from_config"]
 
 Array = Any  # any array-API array
 
@@ -66,6 +67,7 @@ class Layer:
         data once (a model's training step); ``x`` must then already fit the layer.
         """
         if check:
+            x = as_data(x)
             place, _ = _checks.images(self, x, "x")
             if self.placement is None:
                 self.to(place.xp, place.device, place.dtype)
@@ -78,6 +80,7 @@ class Layer:
         the first layer's is never used in training).
         """
         if check:
+            d_output = as_data(d_output)
             self._check_gradient(d_output)
         return self._backward(d_output, placed(self).xp, input_grad)
 
@@ -161,6 +164,20 @@ class ParametrizedLayer(Layer):
 
     def reset_parameters(self, seed: int | None) -> None:
         """Draw fresh initial weights from ``numpy.random.default_rng(seed)``; zero bias and velocity."""
+        raise NotImplementedError
+
+    @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``{"weights": shape, "bias": shape}`` of ``cls(**config)``, from the arguments alone.
+
+        Nothing is allocated (a checkpoint declaring ``Dense(27, 10**12)`` is measured, not
+        built); ``TypeError``/``ValueError`` for arguments the constructor would refuse.
+        """
+        arguments = inspect.signature(cls).bind(**config).arguments  # unknown or missing: TypeError
+        return cls._shapes(arguments)
+
+    @classmethod
+    def _shapes(cls, arguments: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError
 
     def _move_to(self, place: Placement) -> None:
@@ -283,6 +300,15 @@ class Conv2D(_Windowed, ParametrizedLayer):
         k = self.kernel_size
         self._init_parameters(seed, self.in_channels * k * k,
                               (self.out_channels, self.in_channels, k, k), self.out_channels)
+
+    @classmethod
+    def _shapes(cls, arguments: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        out = _checks.positive_int(arguments["out_channels"], "out_channels")
+        inner = _checks.positive_int(arguments["in_channels"], "in_channels")
+        k = _checks.positive_int(arguments["kernel_size"], "kernel_size")
+        _checks.positive_int(arguments.get("stride", 1), "stride")
+        _checks.non_negative_int(arguments.get("padding", 0), "padding")
+        return {"weights": (out, inner, k, k), "bias": (out,)}
 
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         _checks.image_shape(shape, self.in_channels, self.kernel_size, self.padding, name, repr(self))
@@ -472,6 +498,12 @@ class Dense(ParametrizedLayer):
         self._init_parameters(seed, self.in_features, (self.in_features, self.out_features),
                               self.out_features)
 
+    @classmethod
+    def _shapes(cls, arguments: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        inner = _checks.positive_int(arguments["in_features"], "in_features")
+        out = _checks.positive_int(arguments["out_features"], "out_features")
+        return {"weights": (inner, out), "bias": (out,)}
+
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         if len(shape) != 2 or shape[1] != self.in_features:
             raise ValueError(f"{name}: {self!r} expects shape (batch, {self.in_features}), got {shape}")
@@ -500,10 +532,27 @@ LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in
 
 def layer_from_config(entry: dict[str, Any]) -> Layer:
     """A new layer from ``{"class": name, "config": constructor arguments}`` (``LAYERS``)."""
-    if not isinstance(entry, dict) or entry.get("class") not in LAYERS:
+    cls, config = _class_and_config(entry)
+    return cls(**config)
+
+
+def parameter_shapes_from_config(entry: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The parameter shapes (``{"weights": ..., "bias": ...}``, ``{}`` for a layer without
+    parameters) of the layer ``layer_from_config(entry)`` would build, without allocating them;
+    the same errors for an entry it would refuse."""
+    cls, config = _class_and_config(entry)
+    if issubclass(cls, ParametrizedLayer):
+        return cls.parameter_shapes(config)
+    cls(**config)  # no parameters: building it costs nothing, and checks its arguments
+    return {}
+
+
+def _class_and_config(entry: Any) -> tuple[type[Layer], dict[str, Any]]:
+    if not isinstance(entry, dict) or not isinstance(entry.get("class"), str) \
+            or entry["class"] not in LAYERS:
         raise ValueError(f"a layer must be {{'class': one of {sorted(LAYERS)}, 'config': {{...}}}}, "
                          f"got {entry!r:.200}")
     config = entry.get("config", {})
     if not isinstance(config, dict):
         raise ValueError(f"the config of a {entry['class']} layer must be a dict, got {config!r:.200}")
-    return LAYERS[entry["class"]](**config)
+    return LAYERS[entry["class"]], config

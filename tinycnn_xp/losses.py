@@ -7,7 +7,7 @@ from typing import Any
 from array_api_compat import device
 
 from . import _checks
-from ._xp import namespace_of, placement_of
+from ._xp import as_data, as_labels, namespace_of, placement_of
 
 __all__ = ["softmax", "softmax_cross_entropy", "sample_losses", "one_hot"]
 
@@ -19,6 +19,7 @@ def softmax(logits: Array) -> Array:
 
     Subtracting each row's maximum leaves the result unchanged and keeps ``exp`` from overflowing.
     """
+    logits = as_data(logits)
     xp = _checks.logits(logits)
     return _softmax(logits, xp)
 
@@ -62,6 +63,7 @@ def softmax_cross_entropy(logits: Array, targets: Array, *, check: bool = True,
     logits' namespace, saves looking it up.
     """
     if check:
+        logits, targets = as_data(logits), as_labels(targets)
         xp = _checks.logits(logits)
         _checks.labels(targets, logits.shape[0], logits.shape[1], "targets", "logits")
         _checks.same_place(targets, placement_of(logits), "targets")

@@ -14,9 +14,19 @@ from pathlib import Path
 from typing import Any, cast
 
 from . import _checks, checkpoint, evaluation, training
-from ._xp import Placement, dtype_name, move, placed
+from ._xp import Placement, as_data, as_labels, dtype_name, move, placed
 from .history import History
-from .layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ParametrizedLayer, ReLU, layer_from_config
+from .layers import (
+    Conv2D,
+    Dense,
+    Flatten,
+    Layer,
+    MaxPool2D,
+    ParametrizedLayer,
+    ReLU,
+    layer_from_config,
+    parameter_shapes_from_config,
+)
 from .losses import softmax_cross_entropy
 
 __all__ = ["Sequential", "TinyCNN", "MODELS"]
@@ -82,16 +92,13 @@ class Sequential:
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         """Shape of the logits for an input of ``shape``; ``ValueError`` naming ``name`` if not."""
         given = tuple(shape)
-        try:
-            for layer in self.layers:
-                shape = layer.output_shape(shape, name)
-        except ValueError as exc:
-            if self.input_shape is None or len(given) != 4 or given[1:] == self.input_shape:
-                raise
-            # A convolution takes any size, so the layer that refuses may be far from the input.
+        if self.input_shape is not None and len(given) == 4 and given[1:] != self.input_shape:
+            # Said first: a convolution takes any size, so the layer that would refuse may be far
+            # from the input (or none may: TinyCNN's layers happen to fit 9x9 images too).
             raise ValueError(f"{name}: {type(self).__name__} takes images of shape (batch, "
-                             f"{', '.join(map(str, self.input_shape))}), got shape {given} "
-                             f"({exc})") from None
+                             f"{', '.join(map(str, self.input_shape))}), got shape {given}")
+        for layer in self.layers:
+            shape = layer.output_shape(shape, name)
         if len(shape) != 2:
             raise ValueError(f"the model must end in (batch, classes) logits, its last layer gives {shape}")
         return shape
@@ -179,6 +186,7 @@ class Sequential:
         that checked their data once; the model must then be placed already.
         """
         if check:
+            x = as_data(x)
             place, _ = _checks.images(self, x, "x")
             self._place_for(place)
         for layer in self.layers:
@@ -192,7 +200,7 @@ class Sequential:
         returns the gradient with respect to the last forward pass's input (``None`` when
         ``input_grad=False``, which skips that last product).
         """
-        grad = d_logits
+        grad = as_data(d_logits) if check else d_logits
         for i in range(len(self.layers) - 1, -1, -1):
             grad = self.layers[i].backward(grad, check=check, input_grad=input_grad or i > 0)
         return grad
@@ -205,6 +213,7 @@ class Sequential:
         one-hot rows of ``x``'s dtype.
         """
         if check:
+            x, y = as_data(x), as_labels(y)
             place = _checks.data(self, x, y)
             self._place_for(place)
         xp = placed(self).xp
@@ -228,6 +237,7 @@ class Sequential:
         ``evaluation.DEFAULT_EVAL_BATCH_SIZE``) without backward caches, so memory is that of one
         chunk, however many images.
         """
+        x = as_data(x)
         place, _ = _checks.images(self, x, "x")
         chunk = evaluation.eval_batch_size(eval_batch_size)
         self._place_for(place)
@@ -235,6 +245,7 @@ class Sequential:
 
     def evaluate(self, x: Array, y: Array, *, eval_batch_size: int | None = None) -> float:
         """Accuracy (fraction of correct predictions) on ``x``, ``y``, in chunks like ``predict``."""
+        x, y = as_data(x), as_labels(y)
         place = _checks.data(self, x, y)
         chunk = evaluation.eval_batch_size(eval_batch_size)
         self._place_for(place)
@@ -317,6 +328,28 @@ class Sequential:
         return model
 
     @classmethod
+    def parameter_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``{qualified name: shape}`` of every parameter of the model ``config`` describes
+        (``conv.weights``, ..., in the model's order), computed without building it: nothing is
+        allocated, however large the declared layers. ``ValueError`` if ``config`` does not
+        describe a model; ``from_config`` may still refuse one whose layers do not fit together."""
+        try:
+            if not isinstance(config, dict) or not isinstance(config.get("model"), str) \
+                    or config["model"] not in MODELS:
+                raise ValueError(f"unknown model class {config.get('model')!r:.60}; known: "
+                                 f"{sorted(MODELS)}" if isinstance(config, dict) else
+                                 f"expected a JSON object, got {type(config).__name__}")
+            layers, names = config["layers"], config["names"]
+            if not (isinstance(layers, list) and isinstance(names, list) and len(layers) == len(names)
+                    and all(isinstance(name, str) for name in names) and len(set(names)) == len(names)):
+                raise ValueError("'layers' and 'names' must be lists of one layer and one distinct "
+                                 "name each")
+            return {f"{name}.{attr}": shape for name, entry in zip(names, layers)
+                    for attr, shape in parameter_shapes_from_config(entry).items()}
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"the architecture cannot be rebuilt: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
     def _build(cls, config: dict[str, Any]) -> Sequential:
         input_shape = config["input_shape"]
         return Sequential([layer_from_config(entry) for entry in config["layers"]],
@@ -339,7 +372,7 @@ class Sequential:
                               for name, array in state.get(group, {}).items()}, expected)
         place = self.placement
         for name, layer, attr in self.parameters():
-            param, velocity = state["param"][name], state["velocity"][name]
+            param, velocity = as_data(state["param"][name]), as_data(state["velocity"][name])
             if place is not None:
                 param, velocity = move(param, place, place.dtype), move(velocity, place, place.dtype)
             setattr(layer, attr, param)
@@ -354,7 +387,7 @@ class Sequential:
 
     @classmethod
     def load(cls, path: str | os.PathLike, xp: Any = None, device: Any = None,
-             dtype: Any = None) -> Sequential:
+             dtype: Any = None, *, max_parameters: int | None = None) -> Sequential:
         """The model saved at ``path``; a TinyCNN comes back as a TinyCNN.
 
         Without ``xp`` it is like a freshly built model: on the host (in ``dtype``, default the
@@ -363,6 +396,11 @@ class Sequential:
         restored, so ``fit(..., initial_epoch=len(history["train_loss"]))`` with
         ``history = checkpoint.load_history(path)`` continues the run as if it had never stopped.
         ``ValueError`` naming the file if it is not a checkpoint of a model.
+
+        The file is checked against the architecture it declares before any array is read (see
+        ``tinycnn_xp.checkpoint``): loading costs what the model costs. A declared architecture of
+        more than ``max_parameters`` parameters (default ``checkpoint.MAX_PARAMETERS``, 10**8) is
+        refused; pass a larger cap to load a larger model.
         """
         if xp is None and device is not None:
             raise ValueError(f"device={device!r} needs xp, the array library it belongs to")
@@ -370,7 +408,7 @@ class Sequential:
             name = dtype if isinstance(dtype, str) else dtype_name(dtype)
             if name not in _checks.FLOAT_DTYPES:
                 raise ValueError(f"dtype must be one of {_checks.FLOAT_DTYPES} or None, got {dtype!r}")
-        saved = checkpoint.read(path)
+        saved = checkpoint.read(path, cls.parameter_shapes, max_parameters=max_parameters)
         name = saved.dtype if dtype is None else dtype if isinstance(dtype, str) else dtype_name(dtype)
         # Cast on the host, so that placing the model later is one transfer per array.
         state = {group: {key: array.astype(name, copy=False) for key, array in arrays.items()}

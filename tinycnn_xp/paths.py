@@ -98,9 +98,12 @@ class FastPath:
         params, _ = self.plan.params()
         return self.plan.logits(params, x).mT
 
+    def _logits_of(self, params: tuple) -> Any:
+        return lambda x: self.plan.logits(params, x).mT
+
     def metrics(self, losses: tuple, datasets: evaluation.TrainAndValidation) -> Array:
         params, _ = self.plan.params()
-        totals = datasets.totals(lambda x: self.plan.logits(params, x).mT)
+        totals = datasets.totals(self._logits_of(params))
         probabilities, targets, batch_size = losses
         return _metrics(fastpath.batch_losses(probabilities, targets, batch_size, self.xp), totals,
                         params, self.xp)
@@ -142,8 +145,13 @@ class CompiledPath(FastPath):
         return self._compiled("step", size, build)(params, velocities, x, targets, start, lr,
                                                    momentum)
 
+    def _logits_of(self, params: tuple) -> Any:
+        plan = self.plan
+        return lambda x: self._compiled("logits", tuple(x.shape), lambda jax: plan.logits)(
+            params, x).mT
+
     def metrics(self, losses: tuple, datasets: evaluation.TrainAndValidation) -> Array:
-        if datasets.joint is None:  # chunks of large data: each forward compiled on its own
+        if datasets.joint is None:  # chunks of large data: each chunk's forward compiled
             return super().metrics(losses, datasets)
         probabilities, targets, batch_size = losses
         plan, xp, n_train = self.plan, self.xp, datasets.n_train

@@ -23,7 +23,7 @@ import numpy as np
 from array_api_compat import is_jax_namespace
 
 from . import _checks, evaluation, fastpath, paths
-from ._xp import Placement, dtype_name, move, to_numpy
+from ._xp import Placement, as_data, as_labels, dtype_name, move, to_numpy
 from .history import METRICS, SNAPSHOT_EPOCHS, History, new_history
 from .layers import Conv2D
 
@@ -60,6 +60,8 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
     See ``Sequential.fit``, which calls this with the same arguments. ``fast=False`` trains on
     the general path even where the fast path applies (the tests compare the two).
     """
+    x_train, y_train = as_data(x_train), as_labels(y_train)
+    x_val, y_val = as_data(x_val), as_labels(y_val)
     place = _checks.data(model, x_train, y_train, "x_train", "y_train")
     val_place = _checks.data(model, x_val, y_val, "x_val", "y_val")
     if not place.same_place(val_place):
@@ -156,6 +158,7 @@ def repeat_step(model: Trainable, x: Array, y: Array, lr: float, momentum: float
     ``step()`` is then unchecked. On the fast path the parameters live inside ``step`` between
     calls, as they do inside an epoch of ``fit``; ``step.bind()`` hands them to the layers.
     """
+    x, y = as_data(x), as_labels(y)
     place = _checks.data(model, x, y)
     lr, momentum = _checks.learning_rate(lr), _checks.momentum(momentum)
     if model.placement is None:

@@ -3,14 +3,54 @@
 ``train`` trains a preset on the line patterns (the chapter's run by default) or the 8x8 digits on
 the chosen backend, shows progress, prints a summary, and writes the figures, a checkpoint and the
 history into a run folder. ``--resume`` continues a checkpoint's run exactly where it stopped.
-Problems the user can fix (a backend that cannot run here, a missing extra, a bad checkpoint) end
-with one line on stderr and exit status 2; ``gradcheck`` exits 1 when a gradient is off.
+Problems the user can fix (a backend that cannot run here, a missing extra, a bad checkpoint, an
+output folder that cannot be written) end with one line on stderr and exit status 2, before any
+training; ``gradcheck`` exits 1 when a gradient is off; a diverged ``train`` run exits 3, one
+whose files could not all be written 4 (its checkpoint goes to the current or the temporary
+directory), and Ctrl-C, at any moment, 130 with one line (see ``common.EXIT_STATUSES``).
 
-Modules: ``main`` (the parser), ``common`` (what the commands share), ``progress``, and one per
-command: ``train``, ``sweep``, ``gradcheck``.
+This module imports nothing until ``main`` runs, so that Ctrl-C while NumPy, torch or JAX are
+being imported is one line too. Modules: ``main`` (the parser), ``common`` (what the commands
+share), ``files`` (run folders, fallbacks), ``resume`` (checking a checkpoint to continue),
+``progress``, and one per command: ``train``, ``sweep``, ``gradcheck``.
 """
 
-from .common import FIGURES, UsageProblem
-from .main import build_parser, main
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
 
 __all__ = ["FIGURES", "UsageProblem", "build_parser", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console entry ``tinycnn-xp``: runs ``main.main(argv)``, importing it only now.
+
+    Ctrl-C during those imports (NumPy, the library, ...) is one line and exit status 130."""
+    try:
+        return _submodule("main").main(argv)
+    except KeyboardInterrupt:
+        print("tinycnn-xp: interrupted", file=sys.stderr)
+        return 130
+
+
+_entry = main
+
+
+def _submodule(name: str) -> Any:
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    finally:
+        # Importing the submodule ``main`` binds it to this package's name ``main``: the
+        # function stays what ``tinycnn_xp.cli.main`` means.
+        globals()["main"] = _entry
+
+
+def __getattr__(name: str) -> Any:
+    """``FIGURES``, ``UsageProblem`` and ``build_parser``, imported when first asked for."""
+    if name in ("FIGURES", "UsageProblem"):
+        return getattr(_submodule("common"), name)
+    if name == "build_parser":
+        return _submodule("main").build_parser
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

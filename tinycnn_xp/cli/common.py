@@ -1,14 +1,14 @@
-"""What the commands share: usage problems, backends, datasets, defaults, run folders, flag types,
-and the learning-rate sweep that both ``train`` and ``sweep`` run."""
+"""What the commands share: usage problems and exit statuses, the library's warnings in the
+command's voice, backends, datasets, defaults, flag types, and the learning-rate sweep that both
+``train`` and ``sweep`` run."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import sys
 import warnings
-from collections.abc import Callable
-from datetime import datetime
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .. import _checks
@@ -33,8 +33,40 @@ _DIGITS_DEFAULTS = {"tiny": (300, 0.1, 32, 0.0), "deep": (100, 0.05, 32, 0.5), "
 _DIGITS_FALLBACK = (30, 0.02, 32, 0.9)
 
 
+#: Exit statuses of ``tinycnn-xp`` (``tinycnn-xp --help`` lists them).
+EXIT_OK = 0
+EXIT_GRADIENT_OFF = 1   # gradcheck: a relative error reached the threshold
+EXIT_USAGE = 2          # something to fix (a flag, a backend, a checkpoint, --out): nothing ran
+EXIT_DIVERGED = 3       # train: the run diverged (the checkpoint holds its last finite epoch)
+EXIT_NOT_WRITTEN = 4    # a file of the run could not be written (the checkpoint went elsewhere)
+EXIT_INTERRUPTED = 130  # Ctrl-C (what was finished is saved, and the command says where)
+EXIT_STATUSES = {EXIT_OK: "done", EXIT_GRADIENT_OFF: "gradcheck: a gradient is off",
+                 EXIT_USAGE: "a problem to fix first (flag, backend, checkpoint, --out); nothing ran",
+                 EXIT_DIVERGED: "train: the run diverged; its checkpoint holds the last finite epoch",
+                 EXIT_NOT_WRITTEN: "a file could not be written (the checkpoint went elsewhere, "
+                                   "as printed)",
+                 EXIT_INTERRUPTED: "interrupted (Ctrl-C); what was finished is saved"}
+
+
 class UsageProblem(Exception):
     """Something the user can fix: printed as one line, exit status 2, no traceback."""
+
+
+def say(command: str, line: str) -> None:
+    """One line on stderr in the command's voice: ``tinycnn-xp train: ...``."""
+    print(f"tinycnn-xp {command}: {line}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def library_warnings_as_results() -> Iterator[None]:
+    """Training's own warnings (divergence, interruption) and the floating-point warnings of a
+    diverging run (NumPy's ``overflow encountered``) are left to the history, which the command
+    reports in its own words; other warnings still reach ``warnings.showwarning``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"training (diverged|interrupted)", RuntimeWarning)
+        warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero|underflow) "
+                                          r"encountered", RuntimeWarning)
+        yield
 
 
 # -- backends, data, defaults --------------------------------------------------------------------
@@ -77,7 +109,8 @@ def default_settings(dataset: str, model: str) -> tuple[int, float, int, float]:
 
 
 def fill_defaults(args: argparse.Namespace, saved: dict | None = None) -> None:
-    """Options left unset take the checkpoint's settings (``saved``), else the defaults."""
+    """Options left unset take the checkpoint's settings (``saved``, already checked and limited to
+    the training settings a file may give: never where to write), else the defaults."""
     for key, value in (saved or {}).items():
         if getattr(args, key, "absent") is None:
             setattr(args, key, value)
@@ -100,33 +133,7 @@ def checkpoint_call(function: Callable, *args: Any, **kwargs: Any) -> Any:
         raise UsageProblem(str(exc)) from None
 
 
-# -- run folders and their files -----------------------------------------------------------------
-def _new_run_dir(kind: str) -> Path:
-    base = Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{kind}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
-
-
-def prepare_out(out: str | None, kind: str) -> Path:
-    """The run folder ``--out`` (default: a new one under ``runs/``), created."""
-    path = Path(out) if out else _new_run_dir(kind)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageProblem(f"cannot create the output folder {path}: {exc.strerror or exc}") from None
-    return path
-
-
-def list_files(out: Path, files: dict[str, Path]) -> None:
-    """The run folder and its files, the figures last."""
-    print(f"\nrun folder: {out}")
-    for key, path in sorted(files.items(), key=lambda item: item[0] in FIGURES):
-        print(f"  {'figure' if key in FIGURES else key:<10s} {path}")
-
-
+# -- figures --------------------------------------------------------------------------------------
 def have_matplotlib(quiet: bool = False) -> bool:
     try:
         import matplotlib  # noqa: F401
@@ -146,8 +153,7 @@ def run_sweep(model: Sequential, data: list, lrs: list[float], epochs: int, batc
     verbose = lines and not quiet and progress.bar is None
     calls = iter(range(len(lrs) * epochs))
     x_train, y_train, x_val, y_val = data
-    with warnings.catch_warnings():  # fit warns about diverged rates; the table below says it
-        warnings.filterwarnings("ignore", "training diverged", RuntimeWarning)
+    with library_warnings_as_results():  # the table below says which rates diverged
         try:
             histories = learning_rate_sweep(model, x_train, y_train, x_val, y_val, lrs, epochs=epochs,
                                             batch_size=batch_size, seed=SHUFFLE_SEED, momentum=momentum,
@@ -165,19 +171,6 @@ def run_sweep(model: Sequential, data: list, lrs: list[float], epochs: int, batc
         note += "  interrupted" if history.get("interrupted") else ""
         print(f"{lr:>8g}  {loss:>10s}  {acc:>7s}{note}")
     return histories
-
-
-def write_sweep(out: Path, histories: dict[float, History], num_classes: int,
-                figure: bool) -> dict[str, Path]:
-    """``sweep.json`` and (if ``figure``: matplotlib is there) the sweep figure; their paths."""
-    files = {"sweeps": out / "sweep.json"}
-    record = {str(lr): {k: v for k, v in h.items() if k != "kernel_snapshots"} for lr, h in histories.items()}
-    files["sweeps"].write_text(json.dumps(record, indent=1))
-    if figure:
-        from .. import plots
-        files["sweep"] = plots.save_figure(plots.lr_sweep_figure(histories, num_classes=num_classes),
-                                           out / FIGURES["sweep"])
-    return files
 
 
 # -- flag types ----------------------------------------------------------------------------------

@@ -1,16 +1,30 @@
-"""The parser of ``tinycnn-xp`` and ``main``, which runs one command and turns usage problems into
-one line on stderr and exit status 2."""
+"""The parser of ``tinycnn-xp`` and ``main``, which runs one command and speaks for it: usage
+problems, warnings and Ctrl-C become one line on stderr each, and the exit status says how it
+ended (``EXIT_STATUSES``, listed by ``tinycnn-xp --help``)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import warnings
+from typing import Any
 
 from .._backends import NAMES
 from ..presets import PRESETS
 from . import gradcheck, sweep, train
-from .common import DATASETS, SWEEP_EPOCHS, UsageProblem, int_at_least, momentum_flag, positive_float
+from .common import (
+    DATASETS,
+    EXIT_INTERRUPTED,
+    EXIT_STATUSES,
+    EXIT_USAGE,
+    SWEEP_EPOCHS,
+    UsageProblem,
+    int_at_least,
+    momentum_flag,
+    positive_float,
+    say,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -37,17 +51,23 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int_at_least(0), help="seed of the initial weights (default: 42)")
 
 
+EPILOG = "exit status:\n" + "\n".join(f"  {code:<4d} {meaning}" for code, meaning in EXIT_STATUSES.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tinycnn-xp", description="Train the chapter's CNN and see it learn, check its "
-        "gradients, or sweep learning rates, on NumPy, array-api-strict, torch, JAX or CuPy.")
+        "gradients, or sweep learning rates, on NumPy, array-api-strict, torch, JAX or CuPy.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="train a model and write its figures and checkpoint",
                            description="Train a model preset, then write figures, a checkpoint "
                                        "and the history into a run folder. Unset training options "
                                        "take the chapter's values on the line patterns and tuned "
-                                       "values on the digits; with --resume, the checkpoint's.")
+                                       "values on the digits; with --resume, the checkpoint's "
+                                       "(never where to write: that is --out's alone).",
+                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_placement(train)
     _add_model(train)
     train.add_argument("--epochs", type=int_at_least(1), help="total number of epochs (with --resume too)")
@@ -94,11 +114,28 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run ``tinycnn-xp`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    previous = warnings.showwarning
+    warnings.showwarning = one_line_warnings(args.command)
     try:
         return COMMANDS[args.command](args)
     except UsageProblem as problem:
-        print(f"tinycnn-xp {args.command}: {problem}", file=sys.stderr)
-        return 2
+        say(args.command, str(problem))
+        return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C outside training (imports, data, figures, ...)
+        say(args.command, "interrupted")
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into a command that stopped reading (``| head``)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 1
+    finally:
+        warnings.showwarning = previous
+
+
+def one_line_warnings(command: str) -> Any:
+    """A ``warnings.showwarning`` that prints ``tinycnn-xp COMMAND: warning: ...`` (the first line
+    of the message; no file names or source lines)."""
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        text = str(message).strip().splitlines()
+        say(command, f"warning: {text[0] if text else category.__name__}")
+    return show

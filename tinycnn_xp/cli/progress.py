@@ -27,9 +27,11 @@ class Progress:
                 from tqdm import tqdm
             except ImportError:  # the plain lines below do the job
                 return
-            # The terminal's width, or 80 where it reports none (tqdm would draw nothing).
+            # The terminal's size, or 80x24 where it reports 0 (tqdm would draw nothing: with
+            # 0 rows it takes the bar's line to be off screen).
+            size = shutil.get_terminal_size()
             self.bar = tqdm(total=total, initial=initial, desc=desc, unit="epoch", file=sys.stdout,
-                            ncols=shutil.get_terminal_size().columns, leave=True)
+                            ncols=size.columns, nrows=size.lines, leave=True)
 
     def __call__(self, epoch: int, metrics: dict) -> None:
         text = (f"loss {metrics['train_loss']:.4f}  train {metrics['train_acc']:.1%}  "

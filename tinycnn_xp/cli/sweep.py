@@ -7,15 +7,17 @@ import argparse
 from ..presets import make_model
 from ..sweep import DEFAULT_LRS
 from .common import (
+    EXIT_INTERRUPTED,
+    EXIT_NOT_WRITTEN,
+    EXIT_OK,
     fill_defaults,
     have_matplotlib,
-    list_files,
     load_dataset,
-    prepare_out,
     resolve_backend,
     run_sweep,
-    write_sweep,
+    say,
 )
+from .files import RunFiles, list_files, prepare_out, write_sweep
 
 __all__ = ["run"]
 
@@ -34,5 +36,11 @@ def run(args: argparse.Namespace) -> int:
           f"batch size {args.batch_size}, momentum {args.momentum}, "
           f"rates {', '.join(f'{lr:g}' for lr in lrs)}")
     histories = run_sweep(model, data, lrs, args.epochs, args.batch_size, args.momentum, args.quiet)
-    list_files(out, write_sweep(out, histories, len(names), figure=have_matplotlib()))
-    return 0
+    files = RunFiles("sweep", out)
+    write_sweep(files, histories, len(names), figure=have_matplotlib())
+    list_files(out, files.files)
+    if any(history.get("interrupted") for history in histories.values()):
+        say("sweep", "interrupted; the rates done so far are in the table and the files above")
+        return EXIT_INTERRUPTED
+    # A rate that diverges is a result of the sweep (the table says so), not a failure.
+    return EXIT_NOT_WRITTEN if files.failed else EXIT_OK

@@ -1,62 +1,63 @@
-"""``tinycnn-xp train``: train a preset, report, and write figures, a checkpoint and the history."""
+"""``tinycnn-xp train``: train a preset, report, and write figures, a checkpoint and the history.
+
+Everything that can be checked is checked before training: the flags, the backend, the
+checkpoint to resume (``resume``), the output folder (``files``). The library's warnings become
+one line each in the command's voice; a run that diverges exits with ``EXIT_DIVERGED``, one
+stopped by Ctrl-C with ``EXIT_INTERRUPTED`` once its checkpoint is written.
+"""
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint
 from .._xp import to_numpy
 from ..history import History, merge_histories
 from ..models import Sequential
 from ..presets import make_model
 from ..sweep import DEFAULT_LRS
+from . import resume
 from .common import (
+    EXIT_DIVERGED,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_WRITTEN,
+    EXIT_OK,
     FIGURES,
     SHUFFLE_SEED,
     SWEEP_EPOCHS,
     UsageProblem,
-    checkpoint_call,
     fill_defaults,
     have_matplotlib,
-    list_files,
+    library_warnings_as_results,
     load_dataset,
-    prepare_out,
     resolve_backend,
     run_sweep,
-    write_sweep,
+    say,
 )
+from .files import RunFiles, list_files, prepare_out, write_json, write_sweep
 from .progress import Progress
 
 __all__ = ["run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    saved = {}
+    saved: dict = {}
+    model: Sequential | None = None
+    previous = None
     if args.resume:
-        saved = checkpoint_call(checkpoint.load_meta, args.resume)
-        if args.model and saved.get("model", args.model) != args.model:
-            raise UsageProblem(f"{args.resume} holds a {saved['model']!r} model, not {args.model!r}; "
-                               "leave out --model to resume it")
-        saved.pop("epochs", None)  # --epochs is the new total, never the old one
-        if not args.model and not saved.get("model"):  # saved from Python, not by this command
-            args.model = "checkpoint"
+        saved, model, previous = resume.load(args)
     fill_defaults(args, saved)
     backend = resolve_backend(args.backend, args.device, args.dtype)
     x_train, y_train, x_val, y_val, names = load_dataset(args.dataset)
-    previous = None
-    if args.resume:
-        model = checkpoint_call(Sequential.load, args.resume, xp=backend.xp, device=backend.device,
-                                dtype=args.dtype)
-        previous = checkpoint_call(checkpoint.load_history, args.resume)
-        if model.num_classes != len(names):
-            raise UsageProblem(f"{args.resume} holds a model for {model.num_classes} classes, but "
-                               f"dataset {args.dataset} has {len(names)}")
+    if model is not None:
+        resume.check_fits(args.resume, model, x_train.shape, args.dataset, len(names))
+        try:
+            model.to(backend.xp, backend.device, args.dtype)
+        except ValueError as exc:
+            raise UsageProblem(f"{args.resume}: {exc}") from None
     else:
         model = make_model(args.model, seed=args.seed, num_classes=len(names))
     done = len(previous["train_loss"]) if previous else 0
@@ -79,38 +80,55 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(args.epochs, done, args.quiet)
     start = time.perf_counter()
     try:
-        history = model.fit(*data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                            seed=SHUFFLE_SEED, momentum=args.momentum, verbose=False,
-                            initial_epoch=done, callback=progress)
+        with library_warnings_as_results():  # said below, in this command's words
+            history = model.fit(data[0], data[1], data[2], data[3], epochs=args.epochs, lr=args.lr,
+                                batch_size=args.batch_size, seed=SHUFFLE_SEED,
+                                momentum=args.momentum, verbose=False, initial_epoch=done,
+                                callback=progress)
     finally:
         progress.close()
     seconds = time.perf_counter() - start
     if previous:
         history = merge_histories(previous, history)
-
-    counts = _confusion(model, data, len(names))
-    _report(history, counts, names, len(history["train_loss"]) - done, seconds)
     settings = {key: getattr(args, key) for key in ("dataset", "model", "dtype", "seed", "lr",
                                                      "batch_size", "momentum", "epochs")}
-    files = _write_run(out, model, history, counts, names, settings)
-    if history.get("interrupted"):
-        steps = history.get("interrupted_steps", 0)
-        exact = (f"; the checkpoint holds {steps} steps of epoch {len(history['train_loss'])}, "
-                 "which the resumed run trains again from the start" if steps else "")
-        print(f"interrupted: continue with  tinycnn-xp train --resume {files['checkpoint']} "
-              f"--epochs {args.epochs}{exact}")
-    elif initial is not None:
-        print(f"\nlearning-rate sweep from the same starting point: {sweep_epochs} epochs at each "
-              f"of the rates {', '.join(f'{lr:g}' for lr in DEFAULT_LRS)} (--sweep-epochs 0 skips it)")
-        histories = run_sweep(initial, data, list(DEFAULT_LRS), sweep_epochs, args.batch_size,
-                              args.momentum, args.quiet, lines=False)
-        # matplotlib's absence was reported with the run's figures: not a second time
-        files.update(write_sweep(out, histories, len(names), figure=have_matplotlib(quiet=True)))
+    files = RunFiles("train", out)
+    saved_to = files.save_checkpoint(model, history, settings)  # first: a finished run is kept
+    try:
+        counts = _confusion(model, data, len(names))
+        _report(history, counts, names, len(history["train_loss"]) - done, seconds)
+        _write_run(files, history, counts, names, settings)
+        if history.get("interrupted"):
+            steps = history.get("interrupted_steps", 0)
+            exact = (f" (it holds {steps} steps of epoch {len(history['train_loss'])}, which the "
+                     "resumed run trains again)" if steps else "")
+            hint = (f"; continue with  tinycnn-xp train --resume {saved_to} --epochs {args.epochs}"
+                    f"{exact}" if saved_to else "")
+            list_files(out, files.files)
+            say("train", f"interrupted after epoch {done + len(history['train_loss']) - 1}{hint}")
+            return EXIT_INTERRUPTED
+        if initial is not None:
+            print(f"\nlearning-rate sweep from the same starting point: {sweep_epochs} epochs at each "
+                  f"of the rates {', '.join(f'{lr:g}' for lr in DEFAULT_LRS)} (--sweep-epochs 0 skips it)")
+            histories = run_sweep(initial, data, list(DEFAULT_LRS), sweep_epochs, args.batch_size,
+                                  args.momentum, args.quiet, lines=False)
+            # matplotlib's absence was reported with the run's figures: not a second time
+            write_sweep(files, histories, len(names), figure=have_matplotlib(quiet=True))
+            if any(h.get("interrupted") for h in histories.values()):
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        list_files(out, files.files)
+        say("train", "interrupted" + (f"; the trained model is saved: {saved_to}" if saved_to else ""))
+        return EXIT_INTERRUPTED
+    list_files(out, files.files)
+    if files.failed:
+        return EXIT_NOT_WRITTEN
     if "diverged_epoch" in history:
-        print(f"diverged at epoch {history['diverged_epoch']} (the loss stopped being finite): "
-              "try a smaller --lr")
-    list_files(out, files)
-    return 0
+        say("train", f"diverged at epoch {history['diverged_epoch']} (the loss or the weights "
+                     "stopped being finite); the checkpoint holds the last finite epoch; try a "
+                     "smaller --lr")
+        return EXIT_DIVERGED
+    return EXIT_OK
 
 
 def _report(history: History, counts: np.ndarray, names: tuple, trained: int, seconds: float) -> None:
@@ -137,25 +155,24 @@ def _run_title(settings: dict) -> str:
             f"{settings['dtype']}")
 
 
-def _write_run(out: Path, model: Sequential, history: History, counts: np.ndarray, names: tuple,
-               settings: dict) -> dict[str, Path]:
-    """Checkpoint, history JSON and (with matplotlib) three figures; returns their paths."""
-    files = {"checkpoint": checkpoint.save(model, out / "model.npz", history, meta=settings),
-             "history": out / "history.json"}
+def _write_run(files: RunFiles, history: History, counts: np.ndarray, names: tuple,
+               settings: dict) -> None:
+    """History JSON and (with matplotlib) three figures, into ``files`` (the checkpoint is there)."""
+    out = files.out
     record: dict = {key: value for key, value in history.items() if key != "kernel_snapshots"}
     record["kernel_snapshots"] = {str(e): np.asarray(k).tolist()
                                   for e, k in history["kernel_snapshots"].items()}
     record["settings"] = settings
-    files["history"].write_text(json.dumps(record, indent=1))
+    files.write("history", lambda: write_json(out / "history.json", record))
     if not have_matplotlib():
-        return files
+        return
     from .. import plots
     if history["train_loss"]:
-        files["curves"] = plots.save_figure(plots.training_curves(history, len(names),
-                                                                  title=_run_title(settings)),
-                                            out / FIGURES["curves"])
+        files.write("curves", lambda: plots.save_figure(
+            plots.training_curves(history, len(names), title=_run_title(settings)),
+            out / FIGURES["curves"]))
     if history["kernel_snapshots"]:
-        files["filters"] = plots.save_figure(plots.filter_evolution(history), out / FIGURES["filters"])
-    files["confusion"] = plots.save_figure(plots.confusion_figure(counts, names),
-                                           out / FIGURES["confusion"])
-    return files
+        files.write("filters", lambda: plots.save_figure(plots.filter_evolution(history),
+                                                         out / FIGURES["filters"]))
+    files.write("confusion", lambda: plots.save_figure(plots.confusion_figure(counts, names),
+                                                       out / FIGURES["confusion"]))

@@ -1,0 +1,94 @@
+"""``train --resume``: what a checkpoint may say about the run it continues, checked first.
+
+The file's ``meta`` (the settings its run was trained with) only fills in the options the user
+did not type, and only these: ``dataset``, ``model``, ``dtype``, ``seed``, ``lr``, ``batch_size``
+and ``momentum``. Nothing else in it is read (an ``out`` folder, say): where to write comes from
+the command line alone. A value of the wrong type or range, a history that does not fit, a model
+that cannot take the dataset's images: one line naming the file and the entry, before any training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+from .. import checkpoint
+from .._checks import FLOAT_DTYPES
+from .._xp import dtype_name
+from ..history import History
+from ..models import Sequential
+from ..presets import PRESETS
+from .common import DATASETS, UsageProblem, checkpoint_call
+
+__all__ = ["RESUMABLE", "settings", "load"]
+
+
+def _integer(low: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low  # JSON: int
+
+
+def _real(v: Any) -> bool:
+    """A finite number (an integer too large for a float is not: JSON integers are unbounded)."""
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+#: The settings a checkpoint may give (when the option is not typed): a check and what it expects.
+RESUMABLE: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "dataset": (lambda v: isinstance(v, str) and v in DATASETS, f"one of {', '.join(DATASETS)}"),
+    "model": (lambda v: isinstance(v, str) and v in (*PRESETS, "checkpoint"),
+              f"one of {', '.join(sorted(PRESETS))} (or checkpoint)"),
+    "dtype": (lambda v: isinstance(v, str) and v in FLOAT_DTYPES, f"one of {', '.join(FLOAT_DTYPES)}"),
+    "seed": (_integer(0), "an integer >= 0"),
+    "lr": (lambda v: _real(v) and v > 0, "a positive number"),
+    "batch_size": (_integer(1), "an integer >= 1"),
+    "momentum": (lambda v: _real(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "epochs": (_integer(0), "an integer >= 0"),  # checked, never used: --epochs is the new total
+}
+
+
+def settings(path: str, meta: dict) -> dict[str, Any]:
+    """The training settings ``meta`` gives, each checked; ``UsageProblem`` naming the entry."""
+    found = {}
+    for key, (good, expected) in RESUMABLE.items():
+        if key in meta:
+            if not good(meta[key]):
+                raise UsageProblem(f"{path}: meta entry {key!r} is {meta[key]!r:.60}, not {expected}")
+            found[key] = meta[key]
+    found.pop("epochs", None)
+    return found
+
+
+def load(args: argparse.Namespace) -> tuple[dict[str, Any], Sequential, History | None]:
+    """The checked settings, the model (on the host) and the history of ``args.resume``."""
+    path = args.resume
+    saved = settings(path, checkpoint_call(checkpoint.load_meta, path))
+    if args.model and saved.get("model", args.model) != args.model:
+        raise UsageProblem(f"{path} holds a {saved['model']!r} model, not {args.model!r}; "
+                           "leave out --model to resume it")
+    if not args.model and "model" not in saved:  # saved from Python, not by this command
+        saved["model"] = "checkpoint"
+    model = checkpoint_call(Sequential.load, path)  # on the host, in the saved dtype
+    history = checkpoint_call(checkpoint.load_history, path)
+    _, layer, attr = model.parameters()[0]
+    saved.setdefault("dtype", dtype_name(getattr(layer, attr).dtype))
+    return saved, model, history
+
+
+def check_fits(path: str, model: Sequential, images: tuple[int, ...], dataset: str,
+               classes: int) -> None:
+    """The resumed model takes the dataset's images and has one output per class."""
+    try:
+        model.output_shape((1, *images[1:]), "the images")
+    except ValueError as exc:
+        raise UsageProblem(f"{path}: the model cannot take the {dataset} images ({exc})") from None
+    if model.num_classes != classes:
+        raise UsageProblem(f"{path} holds a model for {model.num_classes} classes, but "
+                           f"dataset {dataset} has {classes}")
