@@ -201,13 +201,16 @@ def test_gradcheck_prints_a_table_and_fails_above_threshold(numpy_only, tmp_path
 def test_sweep_writes_its_table_and_figure(numpy_only, tmp_path):
     result = run(["sweep", "--epochs", "2", "--lrs", "0.05", "0.5", "--out", "sweep", "--quiet"], tmp_path)
     assert result.returncode == 0, result.stderr
-    record = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
-    assert sorted(record) == ["0.05", "0.5"] and len(record["0.5"]["train_loss"]) == 2
+    records = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["records"]
+    assert [r["config"] for r in records] == [{"lr": 0.05}, {"lr": 0.5}]
+    assert len(records[1]["history"]["train_loss"]) == 2
+    assert (tmp_path / "sweep" / "sweep.txt").read_text().splitlines()[2].split() == [
+        "lr", "train", "loss", "val", "acc"]
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         return
-    assert _png_size(tmp_path / "sweep" / "lr_sweep.png")[0] > 300
+    assert _png_size(tmp_path / "sweep" / "sweep.png")[0] > 300
 
 
 def test_jax_is_offered_and_float64_needs_x64(numpy_only, tmp_path):

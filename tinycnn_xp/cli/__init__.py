@@ -3,11 +3,14 @@
 ``train`` trains a preset on the line patterns (the chapter's run by default) or the 8x8 digits on
 the chosen backend, shows progress, prints a summary, and writes the figures, a checkpoint and the
 history into a run folder. ``--resume`` continues a checkpoint's run exactly where it stopped.
+``sweep`` trains a grid of learning rates x momenta x seeds, serially, on ``--jobs`` worker
+processes or on a Dask cluster (``--scheduler``), and writes its table, JSON and figure.
 Problems the user can fix (a backend that cannot run here, a missing extra, a bad checkpoint, an
-output folder that cannot be written) end with one line on stderr and exit status 2, before any
-training; ``gradcheck`` exits 1 when a gradient is off; a diverged ``train`` run exits 3, one
-whose files could not all be written 4 (its checkpoint goes to the current or the temporary
-directory), and Ctrl-C, at any moment, 130 with one line (see ``common.EXIT_STATUSES``).
+output folder that cannot be written, a scheduler that cannot be reached) end with one line on
+stderr and exit status 2, before any training; ``gradcheck`` exits 1 when a gradient is off; a
+diverged ``train`` run exits 3, one whose files could not all be written 4 (its checkpoint goes
+to the current or the temporary directory), and Ctrl-C, at any moment, 130 with one line (see
+``common.EXIT_STATUSES``); a sweep's finished runs are kept.
 
 This module imports nothing until ``main`` runs, so that Ctrl-C while NumPy, torch or JAX are
 being imported is one line too. Modules: ``main`` (the parser), ``common`` (what the commands

@@ -36,12 +36,13 @@ _DIGITS_FALLBACK = (30, 0.02, 32, 0.9)
 #: Exit statuses of ``tinycnn-xp`` (``tinycnn-xp --help`` lists them).
 EXIT_OK = 0
 EXIT_GRADIENT_OFF = 1   # gradcheck: a relative error reached the threshold
-EXIT_USAGE = 2          # something to fix (a flag, a backend, a checkpoint, --out): nothing ran
+EXIT_USAGE = 2          # something to fix (flag, backend, checkpoint, --out, scheduler): nothing ran
 EXIT_DIVERGED = 3       # train: the run diverged (the checkpoint holds its last finite epoch)
 EXIT_NOT_WRITTEN = 4    # a file of the run could not be written (the checkpoint went elsewhere)
 EXIT_INTERRUPTED = 130  # Ctrl-C (what was finished is saved, and the command says where)
 EXIT_STATUSES = {EXIT_OK: "done", EXIT_GRADIENT_OFF: "gradcheck: a gradient is off",
-                 EXIT_USAGE: "a problem to fix first (flag, backend, checkpoint, --out); nothing ran",
+                 EXIT_USAGE: "a problem to fix first (flag, backend, checkpoint, --out, scheduler); "
+                             "nothing ran",
                  EXIT_DIVERGED: "train: the run diverged; its checkpoint holds the last finite epoch",
                  EXIT_NOT_WRITTEN: "a file could not be written (the checkpoint went elsewhere, "
                                    "as printed)",
@@ -163,14 +164,33 @@ def run_sweep(model: Sequential, data: list, lrs: list[float], epochs: int, batc
             raise UsageProblem(f"sweep: {exc}") from None
         finally:
             progress.close()
-    print(f"\n{'lr':>8s}  {'train loss':>10s}  {'val acc':>7s}")
-    for lr, history in histories.items():
+    print()
+    for line in sweep_table(["lr"], [{"config": {"lr": lr}, "history": history}
+                                     for lr, history in histories.items()]):
+        print(line)
+    return histories
+
+
+def sweep_table(keys: list[str], records: list[Any]) -> list[str]:
+    """A sweep's table, one line per run: the swept values (``keys``), the final training loss and
+    validation accuracy, and how a run ended early (``diverged at epoch 3``, ``interrupted``)."""
+    cells = [[_cell(record["config"][key]) for key in keys] for record in records]
+    widths = [max(8, len(key), *(len(row[i]) for row in cells)) for i, key in enumerate(keys)]
+    lines = ["  ".join([*(f"{key:>{width}s}" for key, width in zip(keys, widths)),
+                        f"{'train loss':>10s}", f"{'val acc':>7s}"])]
+    for row, record in zip(cells, records):
+        history = record["history"]
         loss = f"{history['train_loss'][-1]:.4f}" if history["train_loss"] else "-"
         acc = f"{history['val_acc'][-1]:.1%}" if history["val_acc"] else "-"
         note = f"  diverged at epoch {history['diverged_epoch']}" if "diverged_epoch" in history else ""
         note += "  interrupted" if history.get("interrupted") else ""
-        print(f"{lr:>8g}  {loss:>10s}  {acc:>7s}{note}")
-    return histories
+        lines.append("  ".join([*(f"{cell:>{width}s}" for cell, width in zip(row, widths)),
+                                f"{loss:>10s}", f"{acc:>7s}"]) + note)
+    return lines
+
+
+def _cell(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 # -- flag types ----------------------------------------------------------------------------------
@@ -194,5 +214,12 @@ def int_at_least(low: int) -> Callable[[str], int]:
     return flag(int, at_least, f"an integer >= {low}")
 
 
+def _workers(value: int, name: str) -> int:
+    if value < 1 and value != -1:
+        raise ValueError(name)
+    return value
+
+
 positive_float = flag(float, _checks.learning_rate, "a positive number")
+jobs_flag = flag(int, _workers, "an integer >= 1, or -1 (every core)")
 momentum_flag = flag(float, _checks.momentum, "a number in [0, 1)")

@@ -22,7 +22,7 @@ from .. import checkpoint
 from ..history import History
 from .common import FIGURES, UsageProblem
 
-__all__ = ["prepare_out", "list_files", "RunFiles", "write_sweep", "write_json"]
+__all__ = ["prepare_out", "list_files", "RunFiles", "write_sweep", "write_json", "write_text"]
 
 
 def _new_run_dir(kind: str) -> Path:
@@ -122,4 +122,10 @@ def write_sweep(files: RunFiles, histories: dict[float, History], num_classes: i
 def write_json(path: Any, record: Any) -> Any:
     """``record`` as indented JSON at ``path``; returns ``path``."""
     path.write_text(json.dumps(record, indent=1))
+    return path
+
+
+def write_text(path: Any, text: str) -> Any:
+    """``text`` at ``path``; returns ``path``."""
+    path.write_text(text)
     return path

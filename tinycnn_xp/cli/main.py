@@ -21,6 +21,7 @@ from .common import (
     SWEEP_EPOCHS,
     UsageProblem,
     int_at_least,
+    jobs_flag,
     momentum_flag,
     positive_float,
     say,
@@ -42,13 +43,14 @@ def _add_placement(parser: argparse.ArgumentParser, dtype: bool = True) -> None:
                                  "float64 needs JAX_ENABLE_X64=1)")
 
 
-def _add_model(parser: argparse.ArgumentParser) -> None:
+def _add_model(parser: argparse.ArgumentParser, seed: bool = True) -> None:
     parser.add_argument("--model", choices=sorted(PRESETS),
                         help="model preset (default: tiny, the chapter's TinyCNN)")
     parser.add_argument("--dataset", choices=DATASETS,
                         help="lines: the chapter's 3 line patterns (default); lines4: plus a dot "
                              "(Exercise 24.5); digits: scikit-learn's 8x8 handwritten digits")
-    parser.add_argument("--seed", type=int_at_least(0), help="seed of the initial weights (default: 42)")
+    if seed:
+        parser.add_argument("--seed", type=int_at_least(0), help="seed of the initial weights (default: 42)")
 
 
 EPILOG = "exit status:\n" + "\n".join(f"  {code:<4d} {meaning}" for code, meaning in EXIT_STATUSES.items())
@@ -57,7 +59,8 @@ EPILOG = "exit status:\n" + "\n".join(f"  {code:<4d} {meaning}" for code, meanin
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tinycnn-xp", description="Train the chapter's CNN and see it learn, check its "
-        "gradients, or sweep learning rates, on NumPy, array-api-strict, torch, JAX or CuPy.",
+        "gradients, or sweep learning rates, momenta and seeds, on NumPy, array-api-strict, torch, "
+        "JAX or CuPy.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -98,16 +101,40 @@ def build_parser() -> argparse.ArgumentParser:
     grad.add_argument("--threshold", type=positive_float, default=1e-7,
                       help="largest relative error accepted (default: 1e-7)")
 
-    sweep = sub.add_parser("sweep", help="learning-rate sweep (Exercise 24.2) and its figure")
+    sweep = sub.add_parser("sweep", help="sweep learning rates, momenta and seeds (Exercise 24.2), "
+                                         "on every core or a Dask cluster",
+                           description="Train a copy of one model per configuration of a grid: every "
+                                       "combination of --lrs, --momentums and --seeds (the last "
+                                       "varying fastest). Writes a table (sweep.txt, also printed), "
+                                       "the records as JSON (sweep.json) and a figure (sweep.png) into "
+                                       "a run folder. A rate that diverges is a result, shown in the "
+                                       "table; Ctrl-C keeps the runs already finished.",
+                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_placement(sweep)
-    _add_model(sweep)
+    _add_model(sweep, seed=False)
     sweep.add_argument("--lrs", type=positive_float, nargs="+", metavar="LR",
-                       help="learning rates (default: 0.01 0.05 0.12 0.5 1.0)")
-    sweep.add_argument("--epochs", type=int_at_least(1), help="epochs per rate")
+                       help="learning rates to sweep (default: the chapter's 0.01 0.05 0.12 0.5 1.0)")
+    momenta = sweep.add_mutually_exclusive_group()
+    momenta.add_argument("--momentum", type=momentum_flag,
+                         help="momentum in [0, 1) of every run (default: 0 on the line patterns)")
+    momenta.add_argument("--momentums", type=momentum_flag, nargs="+", metavar="BETA",
+                         help="momenta to sweep, each in [0, 1)")
+    seeds = sweep.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int_at_least(0),
+                       help="seed of every run's initial weights (default: 42; the shuffles use 0)")
+    seeds.add_argument("--seeds", type=int_at_least(0), nargs="+", metavar="SEED",
+                       help="seeds to sweep: each seeds a run's initial weights and its shuffles")
+    sweep.add_argument("--epochs", type=int_at_least(1), help="epochs per run")
     sweep.add_argument("--batch-size", type=int_at_least(1), help="mini-batch size")
-    sweep.add_argument("--momentum", type=momentum_flag, help="momentum in [0, 1)")
+    where = sweep.add_mutually_exclusive_group()
+    where.add_argument("--jobs", type=jobs_flag, metavar="N",
+                       help="worker processes (joblib): 1 runs serially in this process (default), "
+                            "-1 uses every core")
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="run on the Dask cluster of this scheduler, one run per worker at a time "
+                            "(workers need tinycnn_xp installed)")
     sweep.add_argument("--out", metavar="DIR", help="output folder (default: a new folder under runs/)")
-    sweep.add_argument("--quiet", action="store_true", help="no progress while training")
+    sweep.add_argument("--quiet", action="store_true", help="no progress")
     return parser
 
 

@@ -1,4 +1,6 @@
-"""Progress of a training run: a tqdm bar on a terminal, otherwise a plain line every few epochs."""
+"""Progress: a tqdm bar on a terminal, otherwise plain lines. ``Progress`` follows a training run
+epoch by epoch (``fit``'s ``callback``); ``RunProgress`` follows a sweep run by run (``sweep``'s
+``on_run``), advancing as each run finishes, wherever it ran."""
 
 from __future__ import annotations
 
@@ -7,7 +9,22 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "RunProgress"]
+
+
+def _bar(total: int, initial: int, desc: str, unit: str) -> Any:
+    """A tqdm bar on stdout if it is a terminal and tqdm is installed, else ``None``."""
+    if not sys.stdout.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the plain lines do the job
+        return None
+    # The terminal's size, or 80x24 where it reports 0 (tqdm would draw nothing: with 0 rows it
+    # takes the bar's line to be off screen).
+    size = shutil.get_terminal_size()
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stdout,
+                ncols=size.columns, nrows=size.lines, leave=True)
 
 
 class Progress:
@@ -21,17 +38,7 @@ class Progress:
         self.every = next(step for step in (m * 10 ** e for e in range(9) for m in (1, 2, 5))
                           if step * 10 >= total)
         self.initial = initial
-        self.bar: Any = None
-        if not quiet and sys.stdout.isatty():
-            try:
-                from tqdm import tqdm
-            except ImportError:  # the plain lines below do the job
-                return
-            # The terminal's size, or 80x24 where it reports 0 (tqdm would draw nothing: with
-            # 0 rows it takes the bar's line to be off screen).
-            size = shutil.get_terminal_size()
-            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="epoch", file=sys.stdout,
-                            ncols=size.columns, nrows=size.lines, leave=True)
+        self.bar: Any = None if quiet else _bar(total, initial, desc, "epoch")
 
     def __call__(self, epoch: int, metrics: dict) -> None:
         text = (f"loss {metrics['train_loss']:.4f}  train {metrics['train_acc']:.1%}  "
@@ -43,6 +50,28 @@ class Progress:
                                  or epoch == self.total - 1):
             print(f"epoch {epoch + 1:4d}/{self.total}  {text}  ({time.perf_counter() - self.start:.1f} s)",
                   flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class RunProgress:
+    """``sweep``'s ``on_run(record, done, total)``: a bar of runs on a terminal, otherwise one line
+    per finished run, ``run 3/12  lr=0.05 momentum=0.9: train loss ...  val acc ...  (4.2 s)``."""
+
+    def __init__(self, total: int, quiet: bool = False, desc: str = "sweep"):
+        self.quiet, self.start = quiet, time.perf_counter()
+        self.bar: Any = None if quiet else _bar(total, 0, desc, "run")
+
+    def __call__(self, record: Any, done: int, total: int) -> None:
+        from ..sweep import describe_run
+        if self.bar is not None:
+            self.bar.set_postfix_str(describe_run(record), refresh=False)
+            self.bar.update(1)
+        elif not self.quiet:
+            print(f"run {done}/{total}  {describe_run(record)}  "
+                  f"({time.perf_counter() - self.start:.1f} s)", flush=True)
 
     def close(self) -> None:
         if self.bar is not None:

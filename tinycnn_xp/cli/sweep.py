@@ -1,46 +1,201 @@
-"""``tinycnn-xp sweep``: the learning-rate sweep of Exercise 24.2, its table, JSON and figure."""
+"""``tinycnn-xp sweep``: a grid of learning rates x momenta x seeds (Exercise 24.2 and beyond), run
+serially, on joblib's worker processes (``--jobs``) or on a Dask cluster (``--scheduler``), and its
+table, JSON and figure.
+
+The grid is every combination of ``--lrs`` (default: the chapter's rates), ``--momentums`` and
+``--seeds`` (no momentum or seed axis unless given; ``--momentum`` and ``--seed`` fix one value for
+every run instead). Progress advances as each run finishes, wherever it ran. A rate that diverges
+is a result, shown in the table, not a failure. Ctrl-C ends the sweep: the runs already finished
+are printed and written, and the status is ``EXIT_INTERRUPTED``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import warnings
+from collections.abc import Iterator
+from typing import Any
 
 from ..presets import make_model
-from ..sweep import DEFAULT_LRS
+from ..sweep import DEFAULT_LRS, SweepRecord, sweep
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_NOT_WRITTEN,
     EXIT_OK,
+    SHUFFLE_SEED,
+    UsageProblem,
     fill_defaults,
     have_matplotlib,
+    library_warnings_as_results,
     load_dataset,
     resolve_backend,
-    run_sweep,
     say,
+    sweep_table,
 )
-from .files import RunFiles, list_files, prepare_out, write_sweep
+from .files import RunFiles, list_files, prepare_out, write_json, write_text
+from .progress import RunProgress
 
-__all__ = ["run"]
+__all__ = ["run", "grid_of", "TABLE", "RECORDS", "FIGURE"]
+
+#: the files a sweep writes into its run folder.
+TABLE, RECORDS, FIGURE = "sweep.txt", "sweep.json", "sweep.png"
+
+
+def grid_of(args: argparse.Namespace) -> dict[str, list[Any]]:
+    """The grid the flags ask for: ``lr`` always (``--lrs``, default the chapter's rates), then
+    ``momentum`` with ``--momentums`` and ``seed`` with ``--seeds``; a value given twice is a usage
+    problem."""
+    grid: dict[str, list[Any]] = {"lr": list(args.lrs or DEFAULT_LRS)}
+    if args.momentums:
+        grid["momentum"] = list(args.momentums)
+    if args.seeds is not None:
+        grid["seed"] = list(args.seeds)
+    flags = {"lr": "--lrs", "momentum": "--momentums", "seed": "--seeds"}
+    for key, values in grid.items():
+        twice = next((value for i, value in enumerate(values) if value in values[:i]), None)
+        if twice is not None:
+            raise UsageProblem(f"{flags[key]} holds {twice:g} twice; pass distinct values")
+    return grid
 
 
 def run(args: argparse.Namespace) -> int:
-    fill_defaults(args)
-    lrs = args.lrs or list(DEFAULT_LRS)
+    fill_defaults(args)  # --seed's default too: the initial weights when no seed is swept
+    grid = grid_of(args)
+    fit_kwargs: dict[str, Any] = {"epochs": args.epochs, "batch_size": args.batch_size,
+                                  "seed": SHUFFLE_SEED}
+    if "momentum" not in grid:
+        fit_kwargs["momentum"] = args.momentum
+    if "seed" in grid:  # each run's seed seeds its shuffles too
+        del fit_kwargs["seed"]
+    _check_extras(args)
     backend = resolve_backend(args.backend, args.device, args.dtype)
     x_train, y_train, x_val, y_val, names = load_dataset(args.dataset)
     model = make_model(args.model, seed=args.seed, num_classes=len(names))
-    out = prepare_out(args.out, f"sweep-{args.dataset}-{args.model}")
-    data = [backend.put(x_train, args.dtype), backend.put(y_train), backend.put(x_val, args.dtype),
-            backend.put(y_val)]
-    print(f"backend {backend.name}   device {backend.device}   dtype {args.dtype}")
-    print(f"learning-rate sweep: model {args.model} on {args.dataset}, {args.epochs} epochs each, "
-          f"batch size {args.batch_size}, momentum {args.momentum}, "
-          f"rates {', '.join(f'{lr:g}' for lr in lrs)}")
-    histories = run_sweep(model, data, lrs, args.epochs, args.batch_size, args.momentum, args.quiet)
+    total = _size(grid)
+    with _workers(args, total) as where:  # connects to --scheduler, or says why not
+        out = prepare_out(args.out, f"sweep-{args.dataset}-{args.model}")
+        data = [backend.put(x_train, args.dtype), backend.put(y_train), backend.put(x_val, args.dtype),
+                backend.put(y_val)]
+        header = _header(args, grid)
+        print(f"backend {backend.name}   device {backend.device}   dtype {args.dtype}")
+        print(header)
+        print(f"grid: {'; '.join(f'{key} ' + ', '.join(_text(v) for v in vs) for key, vs in grid.items())}"
+              f": {total} run{'s' if total > 1 else ''} {where}")
+        records = _run(model, data, grid, fit_kwargs, args)
+    table = sweep_table(list(grid), records)
     files = RunFiles("sweep", out)
-    write_sweep(files, histories, len(names), figure=have_matplotlib())
-    list_files(out, files.files)
-    if any(history.get("interrupted") for history in histories.values()):
-        say("sweep", "interrupted; the rates done so far are in the table and the files above")
+    if records:
+        print()
+        for line in table:
+            print(line)
+        settings = {"dataset": args.dataset, "model": args.model, "backend": backend.name,
+                    "device": str(backend.device), "dtype": args.dtype, "epochs": args.epochs,
+                    "batch_size": args.batch_size, "grid": grid, "runs": total,
+                    "finished": len(records)}
+        if "momentum" not in grid:
+            settings["momentum"] = args.momentum
+        if "seed" not in grid:  # else each run's seed seeds both
+            settings.update(seed=args.seed, shuffle_seed=SHUFFLE_SEED)
+        _write(files, records, settings, [header, "", *table], len(names))
+        list_files(out, files.files)
+    if len(records) < total:
+        done = (f"{len(records)} of {total} runs finished, kept in the table and the files above"
+                if records else f"none of the {total} runs had finished; nothing was written")
+        say("sweep", f"interrupted: {done}")
         return EXIT_INTERRUPTED
     # A rate that diverges is a result of the sweep (the table says so), not a failure.
     return EXIT_NOT_WRITTEN if files.failed else EXIT_OK
+
+
+def _check_extras(args: argparse.Namespace) -> None:
+    """``--jobs`` needs joblib, ``--scheduler`` dask.distributed too: one line before anything."""
+    if args.scheduler is None and args.jobs in (None, 1):
+        return
+    try:
+        import joblib  # noqa: F401
+        if args.scheduler is not None:
+            import distributed  # noqa: F401
+    except ImportError:
+        flag = "--scheduler" if args.scheduler is not None else f"--jobs {args.jobs}"
+        needs = "joblib and dask.distributed" if args.scheduler is not None else "joblib"
+        raise UsageProblem(f'{flag} needs {needs}: pip install "tinycnn-xp[parallel]"') from None
+
+
+@contextlib.contextmanager
+def _workers(args: argparse.Namespace, runs: int) -> Iterator[str]:
+    """Where the runs go, in words; with ``--scheduler``, connected to it (and joblib's Dask
+    backend on) for the duration. An address that cannot be reached is a usage problem."""
+    if args.scheduler is None:
+        jobs = every = 1
+        if args.jobs not in (None, 1):
+            import joblib
+            every = joblib.effective_n_jobs(args.jobs)
+            jobs = min(every, runs)  # as sweep does: at most one worker per run
+        yield ("one after the other in this process" if jobs == 1 else f"on {jobs} worker processes"
+               + (" (every core)" if args.jobs == -1 and jobs == every else ""))
+        return
+    import joblib
+    from distributed import Client
+    print(f"connecting to the Dask scheduler at {args.scheduler}", flush=True)
+    try:
+        client = Client(args.scheduler)  # waits distributed.comm.timeouts.connect (dask's config)
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageProblem(f"cannot connect to the Dask scheduler at {args.scheduler}: {exc}") from None
+    with client, joblib.parallel_config(backend="dask"):
+        workers = len(client.nthreads())
+        yield (f"on the Dask cluster at {args.scheduler} ({workers} worker"
+               f"{'s' if workers != 1 else ''})")
+
+
+def _run(model: Any, data: list, grid: dict[str, list[Any]], fit_kwargs: dict[str, Any],
+         args: argparse.Namespace) -> list[SweepRecord]:
+    """``sweep`` with progress as each run finishes; the runs finished (all of them unless
+    interrupted). The library's warnings of a run are results, said by the table."""
+    progress = RunProgress(_size(grid), quiet=args.quiet)
+    n_jobs = None if args.scheduler is not None else args.jobs  # None: joblib's Dask backend
+    try:
+        with library_warnings_as_results(), warnings.catch_warnings():
+            # Said below in this command's words, with the exit status.
+            warnings.filterwarnings("ignore", "sweep interrupted", RuntimeWarning)
+            return sweep(model, data[0], data[1], data[2], data[3], grid=grid, n_jobs=n_jobs,
+                         on_run=progress, **fit_kwargs)
+    except (TypeError, ValueError) as exc:  # what fit refuses of these data and settings
+        raise UsageProblem(str(exc)) from None
+    finally:
+        progress.close()
+
+
+def _size(grid: dict[str, list[Any]]) -> int:
+    return math.prod(len(values) for values in grid.values())
+
+
+def _header(args: argparse.Namespace, grid: dict[str, list[Any]]) -> str:
+    fixed = [f"{args.epochs} epochs per run", f"batch size {args.batch_size}"]
+    if "momentum" not in grid:
+        fixed.append(f"momentum {args.momentum:g}")
+    fixed.append("each seed seeds a run's weights and shuffles" if "seed" in grid
+                 else f"initial weights of seed {args.seed}")
+    return f"sweep: model {args.model} on {args.dataset}, {', '.join(fixed)}"
+
+
+def _write(files: RunFiles, records: list[SweepRecord], settings: dict, table: list[str],
+           num_classes: int) -> None:
+    """The table, the records as JSON (no kernel snapshots) and (with matplotlib) the figure."""
+    out = files.out
+    files.write("table", lambda: write_text(out / TABLE, "\n".join(table) + "\n"))
+    record = {"settings": settings,
+              "records": [{"config": r["config"],
+                           "history": {k: v for k, v in r["history"].items() if k != "kernel_snapshots"}}
+                          for r in records]}
+    files.write("records", lambda: write_json(out / RECORDS, record))
+    if have_matplotlib():
+        from .. import plots
+        # key "sweep": listed as a figure, like train's
+        files.write("sweep", lambda: plots.save_figure(plots.sweep_figure(records, num_classes),
+                                                       out / FIGURE))
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
