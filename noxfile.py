@@ -4,7 +4,8 @@ then ``lint`` (ruff, mypy), ``wheel`` (the built wheel, installed alone, runs) a
 
 A backend that cannot run on this machine is skipped with its reason and the exit status stays 0;
 ``TINYCNN_REQUIRE_GPU=1`` turns the CuPy skip into a failure. Arguments after ``--`` go to pytest.
-``nox -s bench`` runs the benchmarks (not part of a plain ``nox``).
+``nox -s bench`` runs the speed benchmarks, ``nox -s memory`` the memory one (neither is part of a
+plain ``nox``).
 """
 
 import os
@@ -88,3 +89,13 @@ def bench(session: nox.Session) -> None:
     """
     session.install(".[test]", "torch==2.13.0", "jax==0.10.2")
     session.run("python", "-m", "benchmarks.bench", *session.posargs)
+
+
+@nox.session
+def memory(session: nox.Session) -> None:
+    """``nox -s memory [-- --code-label after --json memory.json]``: peak memory and time per image
+    of ``fit`` and ``predict`` at 4k, 24k and 60k images, each in a fresh process (``--quick``: a
+    smoke run; ``--help``: the options). Not in a plain ``nox``; Linux only (reads ``/proc``).
+    """
+    session.install(".", "torch==2.13.0", "jax==0.10.2")
+    session.run("python", "-m", "benchmarks.memory", *session.posargs)
