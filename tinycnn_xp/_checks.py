@@ -98,9 +98,24 @@ def floating_array(x: Any, name: str) -> Any:
     return xp
 
 
+#: Elements checked at once by ``finite``: its temporaries stay a few MiB, whatever the data.
+FINITE_CHUNK = 1 << 20
+
+
 def finite(x: Any, xp: Any, name: str) -> None:
-    """Reject NaN or infinite entries (one reduction and one host read per public call)."""
-    if not bool(xp.all(xp.isfinite(x))):
+    """Reject NaN or infinite entries (one host read per public call).
+
+    Checked in chunks of rows, so that the check's temporaries (a library may make several of
+    the array's size) stay small however large ``x`` is; the verdicts are combined on the device.
+    """
+    rows = max(1, FINITE_CHUNK // max(1, math.prod(x.shape[1:]))) if x.ndim else 1
+    if x.ndim == 0 or x.shape[0] <= rows:
+        ok = xp.all(xp.isfinite(x))
+    else:
+        n = x.shape[0]  # out-of-range slice stops are not standard: min()
+        ok = xp.all(xp.stack([xp.all(xp.isfinite(x[start:min(start + rows, n), ...]))
+                              for start in range(0, n, rows)]))
+    if not bool(ok):
         # Counted only on the error path: the check itself is one reduction and one host read.
         bad = int(xp.sum(xp.astype(xp.logical_not(xp.isfinite(x)), xp.int64)))
         raise ValueError(f"{name} must hold finite numbers, got {bad} NaN or infinite "
