@@ -180,29 +180,55 @@ class Plan:
     def __init__(self, blocks: list, layers: list, classes: int, place: Placement) -> None:
         self.blocks, self.layers, self.classes, self.xp = blocks, layers, classes, place.xp
 
+    # ``params``/``bind`` in three parts, so that a compiled path can compile the array work
+    # (``to_plan``, ``to_layers``: pure functions) and leave the attributes to Python.
+    def layer_arrays(self) -> tuple[Array, ...]:
+        """``(weights, bias, weights' velocity, bias' velocity)`` of every layer, flat."""
+        return tuple(array for layer in self.layers for array in (
+            layer.weights, layer.bias, layer.velocity["weights"], layer.velocity["bias"]))
+
+    def to_plan(self, arrays: tuple) -> tuple[tuple[Array, ...], tuple[Array, ...]]:
+        """``layer_arrays`` as ``(params, velocities)`` in the plan's shapes (views on NumPy)."""
+        xp, params, velocities = self.xp, [], []
+        for i, layer in enumerate(self.layers):
+            w, b, vw, vb = arrays[4 * i:4 * i + 4]
+            shape = (w.shape[0], -1) if isinstance(layer, Conv2D) else w.shape
+            params += [xp.reshape(w, shape), b]
+            velocities += [xp.reshape(vw, shape), vb]
+        return tuple(params), tuple(velocities)
+
+    def to_layers(self, params: tuple, velocities: tuple, grads: tuple, grad_scale: Any) -> tuple:
+        """The layers' arrays (``layer_arrays``, then the gradients) from the plan's, the
+        gradients divided by ``grad_scale`` (``train_step``'s are times ``lr`` without momentum)."""
+        xp, arrays, gradients = self.xp, [], []
+        for i, layer in enumerate(self.layers):
+            shape = layer.weights.shape
+            arrays += [xp.reshape(params[2 * i], shape), params[2 * i + 1],
+                       xp.reshape(velocities[2 * i], shape), velocities[2 * i + 1]]
+            gradients += [xp.reshape(grads[2 * i] / grad_scale, shape),
+                          grads[2 * i + 1] / grad_scale]
+        return tuple(arrays + gradients)
+
+    def assign(self, arrays: tuple) -> None:
+        """Bind ``to_layers``' arrays to the layers' attributes (gradients only if given)."""
+        n = 4 * len(self.layers)
+        for i, layer in enumerate(self.layers):
+            layer.weights, layer.bias = arrays[4 * i], arrays[4 * i + 1]
+            layer.velocity["weights"], layer.velocity["bias"] = arrays[4 * i + 2], arrays[4 * i + 3]
+            if len(arrays) > n:
+                layer.d_weights, layer.d_bias = arrays[n + 2 * i], arrays[n + 2 * i + 1]
+
     def params(self) -> tuple[tuple[Array, ...], tuple[Array, ...]]:
         """The layers' parameters and velocities, in the plan's shapes (views where possible)."""
-        xp, params, velocities = self.xp, [], []
-        for layer in self.layers:
-            shape = (layer.weights.shape[0], -1) if isinstance(layer, Conv2D) else layer.weights.shape
-            params += [xp.reshape(layer.weights, shape), layer.bias]
-            velocities += [xp.reshape(layer.velocity["weights"], shape), layer.velocity["bias"]]
-        return tuple(params), tuple(velocities)
+        return self.to_plan(self.layer_arrays())
 
     def bind(self, params: tuple, velocities: tuple, grads: tuple | None,
              grad_scale: Any = None) -> None:
         """Give the layers these parameters, velocities and (if known) gradients, divided by
-        ``grad_scale`` if given (``train_step``'s are times ``lr`` without momentum)."""
-        xp = self.xp
-        if grads is not None and grad_scale is not None:
-            grads = tuple(g / grad_scale for g in grads)
-        for i, layer in enumerate(self.layers):
-            shape = layer.weights.shape
-            layer.weights, layer.bias = xp.reshape(params[2 * i], shape), params[2 * i + 1]
-            layer.velocity["weights"] = xp.reshape(velocities[2 * i], shape)
-            layer.velocity["bias"] = velocities[2 * i + 1]
-            if grads is not None:
-                layer.d_weights, layer.d_bias = xp.reshape(grads[2 * i], shape), grads[2 * i + 1]
+        ``grad_scale`` if given."""
+        if grads is None:  # no step was taken: the parameters are the layers' already
+            return
+        self.assign(self.to_layers(params, velocities, grads, 1 if grad_scale is None else grad_scale))
 
     def logits(self, params: tuple, x: Array) -> Array:
         """``(classes, batch)`` logits of images ``x`` ``(batch, channels, height, width)``."""

@@ -75,7 +75,7 @@ class FastPath:
               momentum: float, interrupt: Any) -> tuple[Any, int]:
         xp = self.xp
         x, targets = xp.take(x, order, axis=0), xp.take(targets, order, axis=1)
-        params, velocities = self.plan.params()
+        params, velocities = self.params()
         grads, probabilities = None, []
         for start, stop in evaluation.chunks(x.shape[0], batch_size):
             params, velocities, grads, p = self.step_at(params, velocities, x, targets, start, stop,
@@ -83,10 +83,19 @@ class FastPath:
             probabilities.append(p)
             if interrupt.requested:
                 break
-        self.plan.bind(params, velocities, grads, None if momentum else lr)
+        if grads is not None:  # at least one step was taken
+            self.bind(params, velocities, grads, 1.0 if momentum else lr)
         epoch_probabilities = probabilities[0] if len(probabilities) == 1 else xp.concat(
             probabilities, axis=1)
         return (epoch_probabilities, targets, batch_size), len(probabilities)
+
+    def params(self) -> tuple[tuple, tuple]:
+        """The layers' parameters and velocities in the plan's shapes (``Plan.params``)."""
+        return self.plan.params()
+
+    def bind(self, params: tuple, velocities: tuple, grads: tuple, grad_scale: Any) -> None:
+        """Bind a step's results to the layers (``Plan.bind``)."""
+        self.plan.bind(params, velocities, grads, grad_scale)
 
     def step_at(self, params: tuple, velocities: tuple, x: Array, targets: Array, start: int,
                 stop: int, lr: float, momentum: float) -> tuple:
@@ -95,14 +104,14 @@ class FastPath:
                          momentum)
 
     def logits(self, x: Array) -> Array:
-        params, _ = self.plan.params()
+        params, _ = self.params()
         return self.plan.logits(params, x).mT
 
     def _logits_of(self, params: tuple) -> Any:
         return lambda x: self.plan.logits(params, x).mT
 
     def metrics(self, losses: tuple, datasets: evaluation.TrainAndValidation) -> Array:
-        params, _ = self.plan.params()
+        params, _ = self.params()
         totals = datasets.totals(self._logits_of(params))
         probabilities, targets, batch_size = losses
         return _metrics(fastpath.batch_losses(probabilities, targets, batch_size, self.xp), totals,
@@ -121,6 +130,15 @@ class CompiledPath(FastPath):
                  key: tuple) -> None:
         super().__init__(plan, momentum, xp, dtype)
         self.key, self.momentum = key, momentum
+
+    def params(self) -> tuple[tuple, tuple]:
+        arrays = self.plan.layer_arrays()
+        shapes = tuple(tuple(a.shape) for a in arrays)
+        return self._compiled("params", shapes, lambda jax: self.plan.to_plan)(arrays)
+
+    def bind(self, params: tuple, velocities: tuple, grads: tuple, grad_scale: Any) -> None:
+        self.plan.assign(self._compiled("bind", None, lambda jax: self.plan.to_layers)(
+            params, velocities, grads, grad_scale))
 
     def _compiled(self, what: str, size: Any, build: Any) -> Any:
         import jax  # here only: the arrays are JAX's already
@@ -145,29 +163,55 @@ class CompiledPath(FastPath):
         return self._compiled("step", size, build)(params, velocities, x, targets, start, lr,
                                                    momentum)
 
-    def _logits_of(self, params: tuple) -> Any:
-        plan = self.plan
-        return lambda x: self._compiled("logits", tuple(x.shape), lambda jax: plan.logits)(
-            params, x).mT
-
-    def metrics(self, losses: tuple, datasets: evaluation.TrainAndValidation) -> Array:
-        if datasets.joint is None:  # chunks of large data: each chunk's forward compiled
-            return super().metrics(losses, datasets)
-        probabilities, targets, batch_size = losses
-        plan, xp, n_train = self.plan, self.xp, datasets.n_train
-        shapes = (tuple(probabilities.shape), tuple(datasets.joint[0].shape), batch_size, n_train)
+    def _chunk(self, params: tuple, x: Array, y: Array, start: int, stop: int) -> tuple:
+        """``evaluation.totals`` of images ``x[start:stop]``, compiled (sliced inside)."""
+        plan, xp, size = self.plan, self.xp, stop - start
 
         def build(jax: Any) -> Any:
-            def epoch_end(params: tuple, probabilities: Array, targets: Array, x: Array,
-                          y: Array) -> Array:
+            def chunk(params: tuple, x: Array, y: Array, start: Any) -> tuple:
+                images = jax.lax.dynamic_slice_in_dim(x, start, size, axis=0)
+                labels = jax.lax.dynamic_slice_in_dim(y, start, size, axis=0)
+                return evaluation.totals(lambda i: plan.logits(params, i).mT, images, labels,
+                                         size, xp)
+            return chunk
+        return self._compiled("chunk", (tuple(x.shape[1:]), size), build)(params, x, y, start)
+
+    def metrics(self, losses: tuple, datasets: evaluation.TrainAndValidation) -> Array:
+        """One compiled call for the epoch's end where the two sets go through in one piece;
+        otherwise one per chunk, then one that adds them up."""
+        probabilities, targets, batch_size = losses
+        plan, xp, n_train = self.plan, self.xp, datasets.n_train
+        params, _ = self.params()
+        if datasets.joint is not None:
+            def build(jax: Any) -> Any:
+                def epoch_end(params: tuple, probabilities: Array, targets: Array, x: Array,
+                              y: Array) -> Array:
+                    train_loss = fastpath.batch_losses(probabilities, targets, batch_size, xp)
+                    totals = evaluation.joint_totals(lambda i: plan.logits(params, i).mT,
+                                                     x, y, n_train, xp)
+                    return _metrics(train_loss, totals, params, xp)
+                return epoch_end
+            shapes = (tuple(probabilities.shape), tuple(datasets.joint[0].shape), batch_size,
+                      n_train)
+            return self._compiled("metrics", shapes, build)(params, probabilities, targets,
+                                                            *datasets.joint)
+        x_train, y_train, x_val, y_val = datasets.sets
+        parts = [[self._chunk(params, x, y, start, stop)
+                  for start, stop in evaluation.chunks(x.shape[0], datasets.size)]
+                 for x, y in ((x_train, y_train), (x_val, y_val))]
+
+        def build_sum(jax: Any) -> Any:
+            def epoch_end(params: tuple, probabilities: Array, targets: Array,
+                          parts: list) -> Array:
                 train_loss = fastpath.batch_losses(probabilities, targets, batch_size, xp)
-                totals = evaluation.joint_totals(lambda images: plan.logits(params, images).mT,
-                                                 x, y, n_train, xp)
+                (train, val), add = parts, (lambda values: functools.reduce(
+                    lambda a, b: a + b, values))
+                totals = (add([c for _, c in train]), add([s for s, _ in val]),
+                          add([c for _, c in val]))
                 return _metrics(train_loss, totals, params, xp)
             return epoch_end
-        params, _ = plan.params()
-        return self._compiled("metrics", shapes, build)(params, probabilities, targets,
-                                                        *datasets.joint)
+        shapes = (tuple(probabilities.shape), batch_size, len(parts[0]), len(parts[1]))
+        return self._compiled("sums", shapes, build_sum)(params, probabilities, targets, parts)
 
 
 def _metrics(train_loss: Array, totals: tuple[Array, Array, Array], params: list | tuple,

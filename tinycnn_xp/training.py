@@ -177,7 +177,7 @@ class _RepeatedStep:
         self.model, self.path, self.x, self.targets = model, path, x, targets
         self.lr, self.momentum = lr, momentum
         if isinstance(path, paths.FastPath):
-            self.params, self.velocities = path.plan.params()
+            self.params, self.velocities = path.params()
             self.grads = None
 
     def __call__(self) -> Array:
@@ -191,9 +191,9 @@ class _RepeatedStep:
         return p
 
     def bind(self) -> None:
-        if isinstance(self.path, paths.FastPath):
-            self.path.plan.bind(self.params, self.velocities, self.grads,
-                                None if self.momentum else self.lr)
+        if isinstance(self.path, paths.FastPath) and self.grads is not None:
+            self.path.bind(self.params, self.velocities, self.grads,
+                           1.0 if self.momentum else self.lr)
 
 
 def _path(model: Trainable, image_shape: tuple[int, ...], place: Placement, momentum: float,
