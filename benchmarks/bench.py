@@ -327,6 +327,12 @@ def _activation_bytes(case: Case) -> tuple[int, int]:
 
 
 # -- measurements --------------------------------------------------------------------------------
+#: Minor page faults per call of each timed sample, by case (``_sample`` adds to it): where a
+#: process's allocator hands freed memory back to the kernel, every call faults its temporaries
+#: in again, and that, not the arithmetic, can set a large step's time.
+FAULTS: dict = {}
+
+
 def _sample(case: Case, opts: Options) -> tuple[float, Any]:
     """Seconds per call of one timed run on a fresh model, and the run's last result as a loss."""
     with _threads(case):
@@ -336,11 +342,15 @@ def _sample(case: Case, opts: Options) -> tuple[float, Any]:
             result = run()  # this model's first step (JAX: at this batch size, the compile)
             inner = opts.steps_per_sample
         sync(result)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         for _ in range(inner):
             result = run()
         sync(result)
-        return (time.perf_counter() - start) / inner, loss(result)
+        seconds = (time.perf_counter() - start) / inner
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        FAULTS.setdefault(case, []).append(faults / inner)
+        return seconds, loss(result)
 
 
 def _first_fit(case: Case, opts: Options) -> tuple[float, float]:
@@ -473,7 +483,8 @@ def _rss_child(spec: str) -> None:
 def measure(case: Case, opts: Options, samples: list[float], loss: float) -> dict:
     """The table row of ``case``: its timings, activation size and peak memory (measured now)."""
     row = {**asdict(case), "variant": case.variant, "name": case.name, "label": case.label,
-           "median_s": statistics.median(samples), "samples_s": samples, "final_loss": loss}
+           "median_s": statistics.median(samples), "samples_s": samples, "final_loss": loss,
+           "page_faults_per_call": statistics.median(FAULTS[case]) if FAULTS.get(case) else None}
     activations, batch = _activation_bytes(case)
     row.update(activation_bytes=activations, activation_batch=batch)
     if case.first_fit:  # compile-time memory is not a step's; the 2nd-fit row has the fit's
@@ -598,6 +609,10 @@ def _check(rows: list[dict]) -> dict:
     return result
 
 
+def _count(n: float | None) -> str:
+    return "-" if n is None else f"{n:.0f}"
+
+
 def _size(n: int | None) -> str:
     if n is None:
         return "-"
@@ -669,7 +684,8 @@ def _report(rows: list[dict], ratios: dict, machine: dict, opts: Options, check:
                         "(training.repeat_step)"))]
     width = max([36] + [len(r["label"]) + 1 for r in rows])
     header = (f"{'implementation':<{width}}{'dtype':<9}{'median':>10}{'vs loop':>9}{'vs eager':>10}"
-              f"{'traced':>12}{'RSS':>12}{'device':>11}{'activations':>13}{'peak/act':>9}")
+              f"{'traced':>12}{'RSS':>12}{'device':>11}{'activations':>13}{'peak/act':>9}"
+              f"{'faults':>8}")
     for config, title in titles:
         lines += ["", title, header]
         for r in (r for r in rows if r["config"] == config):
@@ -682,13 +698,17 @@ def _report(rows: list[dict], ratios: dict, machine: dict, opts: Options, check:
                 f"{_times(r['speedup_vs_loop']):>7}{_times(r['speedup_vs_torch_eager']):>10}"
                 f"{_size(r.get('traced_peak_bytes')):>12}{_size(r.get('rss_peak_bytes')):>12}"
                 f"{_size(r.get('device_peak_bytes')):>11}{_size(r['activation_bytes']):>13}"
-                f"{per_activation:>9}")
+                f"{per_activation:>9}{_count(r.get('page_faults_per_call')):>8}")
     lines += ["", *_calls_table(calls), "", *_summary(ratios)]
     lines += ["", (f"vs loop / vs eager: the baseline's median over this row's (>1: the library is "
                    f"faster); eager: PyTorch eager with {REFERENCE_THREADS} threads;"),
               ("activations: every layer's output in the call's largest forward pass (fit: the "
                "180-image evaluation; step: the batch), Flatten excluded; peak/act: the first of "
-               "traced, device, RSS over it.")]
+               "traced, device, RSS over it."),
+              ("faults: minor page faults of the process per call (fit) or per step, median over "
+               "the samples: memory the allocator gave back to the kernel and takes again, page "
+               "by page; thousands per step can double a step's time, and which implementation "
+               "pays them depends on the process's allocation history, not on its code alone.")]
     lines += [f"memory {k}: {v}" for k, v in MEMORY_METHODS.items()]
     if any(r.get("first_fit") for r in rows):
         lines.append(f"first fit: {FIRST_FIT_METHOD}")
