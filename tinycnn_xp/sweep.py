@@ -80,8 +80,10 @@ def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val
     more, or -1 (every core), runs them on joblib's worker processes (``pip install
     "tinycnn-xp[parallel]"``), one run per worker at a time. ``None`` also follows an enclosing
     ``joblib.parallel_config``: ``with joblib.parallel_config(backend="dask"):`` sends the runs to
-    a Dask cluster. The results are those of the serial run: bitwise on NumPy (within 1e-12
-    elsewhere, where a library's thread count can change a reduction's order). Every run places
+    a Dask cluster. The results are those of the serial run within 1e-12, and bitwise on NumPy
+    when each worker's BLAS runs as many threads as this process (joblib gives a worker cores /
+    n_jobs; a large matrix product split over another number of threads may round its last bit
+    differently). Every run places
     its data and model on the library and device the data lives on here (CuPy data: the worker's
     GPU of the same number).
 
