@@ -7,6 +7,7 @@ skip becomes a failure.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -81,3 +82,19 @@ def put(backend):
 def host(backend):
     """``host(array)``: a backend array brought back as NumPy, for assertions."""
     return backend.to_numpy
+
+
+@pytest.fixture(autouse=True)
+def _python_handles_ctrl_c():
+    """Every test runs with Python's own Ctrl-C handling, as under a terminal.
+
+    A shell that starts the suite in the background (``nox &``, some CI runners) makes SIGINT
+    ignored, Python then installs no handler, and the children the tests start inherit the
+    ignored signal: every Ctrl-C test would see nothing. The previous handling is put back after.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if previous in (signal.SIG_IGN, signal.SIG_DFL, None):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if signal.getsignal(signal.SIGINT) is not previous and previous is not None:
+        signal.signal(signal.SIGINT, previous)
