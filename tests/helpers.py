@@ -28,3 +28,22 @@ def one_line(result):
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr and "Warning" not in result.stderr
     return lines[0]
+
+
+def read_terminal(master):
+    """Everything written to a pseudo-terminal (``pty.openpty()``'s ``master``) until its child
+    closes it; the master is closed afterwards."""
+    import os
+    import select
+    output = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 120)
+        try:
+            chunk = os.read(master, 65536) if ready else b""
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    return output.decode(errors="replace")

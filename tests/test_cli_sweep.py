@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import tinycnn_xp as tc
-from helpers import one_line, run_cli
+from helpers import one_line, read_terminal, run_cli
 from tinycnn_xp.cli import build_parser
 from tinycnn_xp.cli.common import UsageProblem
 from tinycnn_xp.cli.sweep import grid_of
@@ -197,25 +197,13 @@ def test_progress_bar_of_runs_in_a_terminal(numpy_only, tmp_path):
     if sys.platform not in ("linux", "darwin"):
         pytest.skip("a pseudo-terminal")
     import pty
-    import select
     master, child_side = pty.openpty()
     child = subprocess.Popen([sys.executable, "-m", "tinycnn_xp", "sweep", "--lrs", "0.1", "0.2", "0.3",
                               "--epochs", "2", "--out", "run"], cwd=tmp_path,
                              stdin=child_side, stdout=child_side, stderr=child_side)
     os.close(child_side)
-    output = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 120)
-        try:
-            chunk = os.read(master, 65536) if ready else b""
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(master)
+    text = read_terminal(master)
     assert child.wait(timeout=60) == 0
-    text = output.decode(errors="replace")
     assert "sweep: 100%" in text and "3/3" in text
     assert "run 1/3" not in text  # the bar, not the plain lines
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import tinycnn_xp as tc
-from helpers import one_line, run_cli
+from helpers import one_line, read_terminal, run_cli
 from tinycnn_xp import checkpoint
 from tinycnn_xp.cli import main as cli_main
 
@@ -155,7 +155,6 @@ def test_ctrl_c_during_training_saves_and_says_how_to_resume(numpy_only, tmp_pat
 def test_progress_shows_in_a_terminal_of_any_reported_size(numpy_only, tmp_path, rows, columns):
     import fcntl
     import pty
-    import select
     import struct
     import termios
     master, child_side = pty.openpty()
@@ -165,19 +164,8 @@ def test_progress_shows_in_a_terminal_of_any_reported_size(numpy_only, tmp_path,
                               "--sweep-epochs", "0", "--out", "run"], cwd=tmp_path, env=env,
                              stdin=child_side, stdout=child_side, stderr=child_side)
     os.close(child_side)
-    output = b""
-    while True:
-        ready, _, _ = select.select([master], [], [], 120)
-        try:
-            chunk = os.read(master, 65536) if ready else b""
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
-    os.close(master)
+    text = read_terminal(master)
     assert child.wait(timeout=60) == 0
-    text = output.decode(errors="replace")
     try:
         import tqdm  # noqa: F401
     except ImportError:
