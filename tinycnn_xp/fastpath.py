@@ -12,7 +12,7 @@ the layers compute, to the last bits, in three changes of form:
   channel, pooled position x batch)``. The pool is then an element-wise maximum of a few
   contiguous slices, and a ReLU runs after the pool on a quarter of the data:
   ``max(relu(a)) == relu(max(a))``, and the gradient reaches the same element either way.
-- ``Plan.step`` returns new arrays for every parameter and velocity and changes nothing: a pure
+- ``train_step`` returns new arrays for every parameter and velocity and changes nothing: a pure
   function, which ``training`` hands to ``jax.jit`` on JAX.
 
 The step returns the batch's probabilities rather than its loss: ``batch_losses`` turns a whole
@@ -177,8 +177,8 @@ class Plan:
     the layers' own attributes, in the chapter's shapes.
     """
 
-    def __init__(self, blocks: list, layers: list, classes: int, place: Placement) -> None:
-        self.blocks, self.layers, self.classes, self.xp = blocks, layers, classes, place.xp
+    def __init__(self, blocks: list, layers: list, place: Placement) -> None:
+        self.blocks, self.layers, self.xp = blocks, layers, place.xp
 
     # ``params``/``bind`` in three parts, so that a compiled path can compile the array work
     # (``to_plan``, ``to_layers``: pure functions) and leave the attributes to Python.
@@ -240,21 +240,17 @@ class Plan:
                 h = xp.reshape(h, (-1, x.shape[0]))
         return h
 
-    def step(self, params: tuple, velocities: tuple, x: Array, targets: Array, lr: Any,
-             momentum: Any) -> tuple[tuple, tuple, tuple, Array]:
-        """One SGD step on images ``x`` with one-hot ``targets`` ``(classes, batch)``.
-
-        Returns ``(params, velocities, grads, probabilities)``, all new arrays; ``velocities``
-        come back unchanged, and ``grads`` times ``lr``, when ``momentum`` is 0.
-        """
-        return train_step(self.blocks, self.xp, bool(momentum), params, velocities, x, targets,
-                          lr, momentum)
 
 
 def train_step(blocks: list, xp: Any, use_momentum: bool, params: tuple, velocities: tuple,
                x: Array, targets: Array, lr: Any, momentum: Any) -> tuple[tuple, tuple, tuple, Array]:
-    """``Plan.step`` as a function of the plan's blocks: what ``jax.jit`` compiles, with
-    ``blocks``, ``xp`` and ``use_momentum`` static and every other argument traced."""
+    """One SGD step on images ``x`` with one-hot ``targets`` ``(classes, batch)``, as a pure
+    function of the plan's ``blocks`` (what ``jax.jit`` compiles: ``blocks``, ``xp`` and
+    ``use_momentum`` static, every other argument traced).
+
+    Returns ``(params, velocities, grads, probabilities)``, all new arrays; ``velocities`` come
+    back unchanged, and ``grads`` times ``lr``, when ``use_momentum`` is false.
+    """
     batch = x.shape[0]
     h = xp.reshape(x, (batch, -1)).mT
     caches = []
@@ -352,4 +348,4 @@ def plan(model: Any, image_shape: tuple[int, ...], place: Placement,
         shape = (dense.out_features,)
     if i != n or not isinstance(trainable[-1] if trainable else None, Dense) or blocks[-1].relu:
         return None
-    return Plan(blocks, trainable, shape[0], place)
+    return Plan(blocks, trainable, place)

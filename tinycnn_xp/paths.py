@@ -87,7 +87,8 @@ class FastPath:
             self.bind(params, velocities, grads, 1.0 if momentum else lr)
         epoch_probabilities = probabilities[0] if len(probabilities) == 1 else xp.concat(
             probabilities, axis=1)
-        return (epoch_probabilities, targets, batch_size), len(probabilities)
+        # The epoch's last parameters go along: the metrics need them, as the plan's shapes.
+        return (epoch_probabilities, targets, batch_size, params), len(probabilities)
 
     def params(self) -> tuple[tuple, tuple]:
         """The layers' parameters and velocities in the plan's shapes (``Plan.params``)."""
@@ -111,9 +112,8 @@ class FastPath:
         return lambda x: self.plan.logits(params, x).mT
 
     def metrics(self, losses: tuple, datasets: evaluation.TrainAndValidation) -> Array:
-        params, _ = self.params()
+        probabilities, targets, batch_size, params = losses
         totals = datasets.totals(self._logits_of(params))
-        probabilities, targets, batch_size = losses
         return _metrics(fastpath.batch_losses(probabilities, targets, batch_size, self.xp), totals,
                         params, self.xp)
 
@@ -179,9 +179,8 @@ class CompiledPath(FastPath):
     def metrics(self, losses: tuple, datasets: evaluation.TrainAndValidation) -> Array:
         """One compiled call for the epoch's end where the two sets go through in one piece;
         otherwise one per chunk, then one that adds them up."""
-        probabilities, targets, batch_size = losses
+        probabilities, targets, batch_size, params = losses
         plan, xp, n_train = self.plan, self.xp, datasets.n_train
-        params, _ = self.params()
         if datasets.joint is not None:
             def build(jax: Any) -> Any:
                 def epoch_end(params: tuple, probabilities: Array, targets: Array, x: Array,
