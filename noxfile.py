@@ -1,14 +1,21 @@
-"""``nox``: the shared suite once per backend (``tests(numpy)``, ``tests(array_api_strict)``, ...),
-then ``lint`` (ruff, mypy), ``wheel`` (the built wheel, installed alone, runs) and ``notebook``
-(``docs/chapter24.ipynb`` top to bottom, headless, on NumPy).
+"""``nox``: the shared suite once per backend, the numpy and array-api-strict backends on every
+supported Python (``tests(numpy-3.11)``, ``tests(numpy-3.12)``, ..., ``tests(torch)``,
+``tests(jax)``, ``tests(cupy)``), then ``lint`` (ruff, mypy), ``wheel`` (the built wheel,
+installed alone, runs), ``notebook`` (``docs/chapter24.ipynb`` top to bottom, headless, on NumPy;
+its executed copy is the one the site shows) and ``docs`` (the site, built with warnings as
+errors, then every page in headless Chromium).
 
 A backend that cannot run on this machine is skipped with its reason and the exit status stays 0;
-``TINYCNN_REQUIRE_GPU=1`` turns the CuPy skip into a failure. Arguments after ``--`` go to pytest.
-``nox -s bench`` runs the speed benchmarks, ``nox -s memory`` the memory one (neither is part of a
+``TINYCNN_REQUIRE_GPU=1`` turns the CuPy skip into a failure. With ``CI`` set, a missing Python is
+an error. Arguments after ``--`` go to pytest. ``nox -s quick`` runs the numpy session's fast tests
+(under a minute, warm). ``nox -s bench`` and ``nox -s memory`` run the benchmarks (not part of a
 plain ``nox``).
 """
 
+import hashlib
+import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -19,13 +26,77 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 import backends  # noqa: E402
 
-nox.options.sessions = ["tests", "lint", "wheel", "notebook"]
+#: every Python the project supports (pyproject's classifiers say the same; a test checks).
+PYTHONS = ("3.11", "3.12", "3.13")
+#: torch's pinned CPU wheel and JAX are installed for this Python only: on the others a torch
+#: install pulls a CUDA build of several GB.
+FRAMEWORKS_PYTHON = "3.11"
+EVERY_PYTHON = ("numpy", "array_api_strict")
+#: the tests' own parallelism: two processes (pytest-xdist) on a 2-core machine.
+WORKERS = ["-n", "2", "--dist", "loadgroup"]
+
+nox.options.sessions = ["tests", "lint", "wheel", "notebook", "docs"]
 nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
+
+#: one virtual environment per Python, shared by every session that runs on it (a fresh
+#: environment per session would install the same packages a dozen times: half of a fresh
+#: ``nox``'s time on 2 cores).
+SHARED = ROOT / ".nox" / "shared"
+TEST_EXTRAS = ".[test,plot,progress,digits,parallel]"
 
 
-@nox.session
-@nox.parametrize("backend", list(backends.MODULES))
-def tests(session: nox.Session, backend: str) -> None:
+class Shared:
+    """A shared environment: ``run(program, *args)`` runs its ``program`` (``python``,
+    ``ruff``, ...) with it first on the ``PATH``."""
+
+    def __init__(self, session: nox.Session, bin_dir: Path) -> None:
+        self.session, self.bin_dir = session, bin_dir
+        self.env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+                    "VIRTUAL_ENV": str(bin_dir.parent)}
+
+    def run(self, program: str, *args: str, env: dict | None = None, **kwargs) -> object:
+        return self.session.run(str(self.bin_dir / program), *args, env={**self.env, **(env or {})},
+                                external=True, **kwargs)
+
+
+def shared_environment(session: nox.Session, python: str, *requirements: str) -> Shared:
+    """The shared environment of ``python`` with ``requirements`` (pip arguments; ``.[...]``:
+    the project, editable) installed in it, each once. A Python that is not here skips the
+    session, or fails it with ``CI`` set."""
+    env_dir = SHARED / python
+    bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
+    if not (bin_dir / "python").exists():
+        interpreter = shutil.which(f"python{python}")
+        if interpreter is None:
+            message = f"Python {python} was not found (python{python} is not on the PATH)"
+            if nox.options.error_on_missing_interpreters:
+                session.error(message)
+            session.skip(message)
+        session.run(interpreter, "-m", "venv", str(env_dir), external=True)
+    # What is installed, stamped with the pyproject it was installed from.
+    stamp = env_dir / "installed.json"
+    project = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    installed = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    done = set(installed.get("requirements", ())) if installed.get("pyproject") == project else set()
+    missing = [r for r in requirements if r not in done]
+    if missing:
+        session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet",
+                    *[a for r in missing for a in (["-e", r] if r.startswith(".") else [r])],
+                    external=True)
+        stamp.write_text(json.dumps({"pyproject": project,
+                                     "requirements": sorted(done | set(missing))}))
+    return Shared(session, bin_dir)
+
+CASES = [nox.param(python, backend, id=f"{backend}-{python}")
+         for backend in EVERY_PYTHON for python in PYTHONS]
+CASES += [nox.param(FRAMEWORKS_PYTHON, backend, id=backend)
+          for backend in backends.MODULES if backend not in EVERY_PYTHON]
+
+
+@nox.session(venv_backend="none")
+@nox.parametrize("python,backend", CASES)
+def tests(session: nox.Session, python: str, backend: str) -> None:
     module = backends.load(backend)
     reason = module.probe()
     if reason:
@@ -34,22 +105,32 @@ def tests(session: nox.Session, backend: str) -> None:
         session.skip(f"backend {backend} unavailable: {reason}")
     # The optional extras too, so the figure, progress, digits and parallel-sweep tests (Dask's in
     # the numpy session) run rather than skip.
-    session.install("-e", ".[test,plot,progress,digits,parallel]", *module.REQUIREMENTS)
+    shared = shared_environment(session, python, TEST_EXTRAS, *module.REQUIREMENTS)
     env = {"TINYCNN_REQUIRE_GPU": os.environ.get("TINYCNN_REQUIRE_GPU", "")}
-    session.run("pytest", f"--backend={backend}", "-ra", *session.posargs, env=env)
+    pytest = ["-m", "pytest", f"--backend={backend}", "-ra"]
+    shared.run("python", *pytest, *WORKERS, *session.posargs, env=env)
     for extra in getattr(module, "RUNS", ()):  # e.g. array-api-strict's device without float64
-        session.run("pytest", f"--backend={backend}", "-ra", *extra, *session.posargs, env=env)
+        shared.run("python", *pytest, *extra, *session.posargs, env=env)
 
 
-@nox.session
+@nox.session(venv_backend="none")
+def quick(session: nox.Session) -> None:
+    """The numpy session's fast tests, for the edit-test loop: not the ``slow`` ones (command-line
+    subprocesses, worker pools, the notebook, the longest randomized runs)."""
+    shared = shared_environment(session, FRAMEWORKS_PYTHON, TEST_EXTRAS)
+    shared.run("python", "-m", "pytest", "--backend=numpy", "-q", "-m", "not slow", *WORKERS,
+               *session.posargs)
+
+
+@nox.session(venv_backend="none")
 def lint(session: nox.Session) -> None:
     """ruff on everything, mypy (``check_untyped_defs``) on the package."""
-    session.install("-e", ".[lint,plot]")
-    session.run("ruff", "check", "tinycnn_xp", "tests", "benchmarks", "backends", "docs", "noxfile.py")
-    session.run("mypy")
+    shared = shared_environment(session, FRAMEWORKS_PYTHON, TEST_EXTRAS, ".[lint]")
+    shared.run("ruff", "check", "tinycnn_xp", "tests", "benchmarks", "backends", "docs", "noxfile.py")
+    shared.run("mypy")
 
 
-@nox.session
+@nox.session(python=FRAMEWORKS_PYTHON)
 def wheel(session: nox.Session) -> None:
     """Build the wheel, install it alone into a fresh environment, and run the command from it.
 
@@ -72,26 +153,62 @@ def wheel(session: nox.Session) -> None:
                         "--quiet", "--out", str(run / "train"), external=True)
 
 
-@nox.session
+EXECUTED = ROOT / "docs" / "_executed" / "chapter24.ipynb"  # what the site shows
+
+
+NOTEBOOK = ("nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29")
+
+
+@nox.session(venv_backend="none")
 def notebook(session: nox.Session) -> None:
     """``docs/chapter24.ipynb`` run top to bottom in a fresh kernel on NumPy (nbclient), with its run
-    time; any cell that raises fails the session. ``nox -s notebook -- --write-figures`` also
-    rewrites the README's figures, ``-- --backend torch`` runs it on another library."""
-    session.install("-e", ".[plot,parallel]", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29")
-    session.run("python", "docs/run_notebook.py", *session.posargs)
+    time; any cell that raises fails the session. The executed copy goes to ``docs/_executed/``,
+    for the site. ``-- --write-figures`` also rewrites the README's figures, ``-- --backend
+    torch`` runs it on another library."""
+    shared = shared_environment(session, FRAMEWORKS_PYTHON, TEST_EXTRAS, *NOTEBOOK)
+    shared.run("python", "docs/run_notebook.py", "--output", str(EXECUTED), *session.posargs)
 
 
-@nox.session
+@nox.session(venv_backend="none")
+def docs(session: nox.Session) -> None:
+    """The documentation site: built offline with warnings as errors (MathJax from the npm
+    registry's package, the notebook as ``nox -s notebook`` executed it: run here only if that
+    copy is missing), then checked (``docs/check_site.py``: the API reference lists every public
+    name; in headless Chromium every page loads without a console error and every image loads).
+    Skips the browser check, with its reason, where no browser is installed."""
+    shared = shared_environment(session, FRAMEWORKS_PYTHON, TEST_EXTRAS, ".[docs]", *NOTEBOOK)
+    mathjax = ROOT / "docs" / "_static" / "mathjax"
+    if not (mathjax / "tex-chtml.js").is_file():
+        if shutil.which("npm") is None:
+            session.error("the docs need MathJax from the npm registry: install Node.js and npm")
+        with tempfile.TemporaryDirectory() as tmp:
+            session.run("npm", "install", "--silent", "--prefix", tmp, "mathjax@3", external=True)
+            es5 = Path(tmp, "node_modules", "mathjax", "es5")  # the TeX input, HTML output, fonts
+            (mathjax / "output" / "chtml").mkdir(parents=True, exist_ok=True)
+            shutil.copy(es5 / "tex-chtml.js", mathjax)
+            shutil.copytree(es5 / "output" / "chtml" / "fonts", mathjax / "output" / "chtml" / "fonts",
+                            dirs_exist_ok=True)
+    if not EXECUTED.is_file():
+        shared.run("python", "docs/run_notebook.py", "--output", str(EXECUTED))
+    build = ROOT / "docs" / "_build" / "html"
+    shared.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", str(build))
+    status = shared.run("python", "docs/check_site.py", str(build), success_codes=[0, 2])
+    if status == 2:
+        session.skip("the site is built; its pages were not opened: no headless browser here")
+
+
+@nox.session(python=FRAMEWORKS_PYTHON)
 def bench(session: nox.Session) -> None:
-    """``nox -s bench [-- --repeats 7 --json out.json]``: the speed/memory table (not in a plain ``nox``).
+    """``nox -s bench [-- --repeats 7 --json out.json]``: the speed table (not in a plain ``nox``).
 
     The benchmarks live in ``benchmarks/`` (not in the wheel) and run from the repository root.
+    Against a current NumPy, run it with ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` unset.
     """
     session.install(".[test]", "torch==2.13.0", "jax==0.10.2")
     session.run("python", "-m", "benchmarks.bench", *session.posargs)
 
 
-@nox.session
+@nox.session(python=FRAMEWORKS_PYTHON)
 def memory(session: nox.Session) -> None:
     """``nox -s memory [-- --code-label after --json memory.json]``: peak memory and time per image
     of ``fit`` and ``predict`` at 4k, 24k and 60k images, each in a fresh process (``--quick``: a

@@ -7,7 +7,7 @@ every function of the namespace, every operator and method of its arrays, with i
 difference between an epoch of 20 steps and one of 10, divided by 10, so what ``fit`` does
 once per epoch (shuffle, metrics) is left out and what it does per step (slicing the batch) is in.
 
-    python -m benchmarks.calls            # the chapter's TinyCNN, fast and general paths
+    python -m benchmarks.calls            # the chapter's TinyCNN, fit's step
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import tinycnn_xp as tc
-from tinycnn_xp import training
 
 #: Operators and methods of an array that compute something (one array call each).
 OPERATORS = ("__abs__", "__add__", "__and__", "__eq__", "__floordiv__", "__ge__", "__gt__",
@@ -77,7 +76,7 @@ def counting(counts: Counter) -> Iterator[None]:
             setattr(owner, name, original)
 
 
-def per_step(build: Callable[[], Any], fast: bool, momentum: float = 0.0) -> Counter:
+def per_step(build: Callable[[], Any], momentum: float = 0.0) -> Counter:
     """Array calls per training step of ``build()`` on the chapter's data (float64, device1)."""
     import array_api_strict as xs
 
@@ -87,12 +86,11 @@ def per_step(build: Callable[[], Any], fast: bool, momentum: float = 0.0) -> Cou
     for batch in (18, 9):  # 10 and 20 steps per epoch
         model = build()
         model.forward(x[:1, ...])  # placement and index maps outside the count
-        training.fit(model, x, y, xv, yv, epochs=1, batch_size=batch, verbose=False,
-                     fast=fast, momentum=momentum)  # a warm-up: the fast path's plan
+        model.fit(x, y, xv, yv, epochs=1, batch_size=batch, verbose=False,
+                  momentum=momentum)  # a warm-up: the index maps
         counts: Counter = Counter()
         with counting(counts):
-            training.fit(model, x, y, xv, yv, epochs=1, batch_size=batch, verbose=False,
-                         fast=fast, momentum=momentum)
+            model.fit(x, y, xv, yv, epochs=1, batch_size=batch, verbose=False, momentum=momentum)
         runs.append(counts)
     return Counter({key: (runs[1][key] - runs[0][key]) / 10 for key in runs[1] | runs[0]})
 
@@ -110,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--top", type=int, default=0, help="also list the N most frequent calls")
     args = parser.parse_args(argv)
-    rows = {"TinyCNN, fast path": per_step(lambda: tc.TinyCNN(seed=42), fast=True),
-            "TinyCNN, general path": per_step(lambda: tc.TinyCNN(seed=42), fast=False)}
+    rows = {"TinyCNN": per_step(lambda: tc.TinyCNN(seed=42)),
+            "TinyCNN, momentum 0.9": per_step(lambda: tc.TinyCNN(seed=42), momentum=0.9)}
     print("array calls per training step (calls = functions + operators; indexing and views "
           "apart), array-api-strict, batch 18")
     print(table(rows))

@@ -10,6 +10,9 @@ fresh subprocess (wall time and peak resident memory, ``ru_maxrss``), with whate
 - ``dense_1e12.npz``: the same with ``Dense(27, 10**12)``.
 - ``zero_member.npz``: a good TinyCNN checkpoint plus a member ``junk.npy`` holding 2 GiB of
   zeros (a 2 MB file: zeros deflate about 1000:1).
+- ``many_snapshots.npz``: a model of 8 MiB of parameters (``Conv2D(1, 1024, 32)``, ``Dense(1024,
+  3)``) whose history holds 256 kernel snapshots (``MAX_SNAPSHOTS``) of zeros: 2 GiB once
+  inflated, a 10 MiB file. Measured with ``Sequential.load`` and with ``checkpoint.load_history``.
 
 Measured on a 2-core shared Linux box (Python 3.11, NumPy 2.4; peak RSS includes the ~30 MiB of
 the interpreter with NumPy), tinycnn_xp 0.1.0 then this version:
@@ -49,7 +52,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["Member", "npy", "npy_header", "write_zip", "tiny_members", "write_declared_dense",
-           "write_zero_member", "measure"]
+           "write_zero_member", "write_many_snapshots", "measure"]
 
 FORMAT = "tinycnn_xp-checkpoint/1"
 
@@ -162,10 +165,37 @@ def write_zero_member(path: str | os.PathLike, zero_bytes: int) -> Path:
     return write_zip(path, [*tiny_members(), junk])
 
 
+def write_many_snapshots(path: str | os.PathLike, snapshots: int = 256) -> Path:
+    """A checkpoint of ``Conv2D(1, 1024, 32) -> Flatten -> Dense(1024, 3)`` (8 MiB of float64
+    parameters) trained for ``snapshots`` epochs, with a kernel snapshot of zeros at each."""
+    rng = np.random.default_rng(0)
+    params = {"conv.weights": rng.normal(0, 0.04, (1024, 1, 32, 32)), "conv.bias": np.zeros(1024),
+              "dense.weights": rng.normal(0, 0.04, (1024, 3)), "dense.bias": np.zeros(3)}
+    layers = [{"class": "Conv2D", "config": {"in_channels": 1, "out_channels": 1024,
+                                             "kernel_size": 32, "stride": 1, "padding": 0}},
+              {"class": "Flatten", "config": {}},
+              {"class": "Dense", "config": {"in_features": 1024, "out_features": 3}}]
+    config = {"model": "Sequential", "layers": layers, "names": ["conv", "flatten", "dense"],
+              "input_shape": [1, 32, 32]}
+    history = {key: [0.5] * snapshots for key in ("train_loss", "val_loss", "train_acc", "val_acc")}
+    entries = {"format": np.array(FORMAT), "architecture": np.array(json.dumps(config)),
+               "epochs": np.array(snapshots, dtype=np.int64), "history": np.array(json.dumps(history)),
+               "meta": np.array("{}"), "dtype": np.array("float64")}
+    for name, array in params.items():
+        entries[f"param/{name}"] = array
+        entries[f"velocity/{name}"] = np.zeros_like(array)
+    members = [Member(f"{key}.npy", npy(value)) for key, value in entries.items()]
+    kernel = 1024 * 32 * 32 * 8
+    members += [Member(f"snapshot/{epoch}.npy", npy_header((1024, 1, 32, 32), "<f8"), zeros=kernel)
+                for epoch in range(snapshots)]
+    return write_zip(path, members)
+
+
 _PROBE = """
 import json, resource, sys, time
 import tinycnn_xp
-load = tinycnn_xp.Sequential.load  # imported before the clock starts
+from tinycnn_xp import checkpoint
+load = {"load": tinycnn_xp.Sequential.load, "load_history": checkpoint.load_history}[sys.argv[3]]
 kwargs = json.loads(sys.argv[2])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
@@ -182,10 +212,11 @@ print(json.dumps({"seconds": seconds, "peak_rss_mib": peak / 1024,
 """
 
 
-def measure(path: str | os.PathLike, timeout: float = 600, **kwargs: object) -> dict:
-    """``Sequential.load(path, **kwargs)`` in a fresh interpreter: seconds, peak RSS (MiB; the
-    interpreter's after importing the library too), the outcome."""
-    done = subprocess.run([sys.executable, "-c", _PROBE, str(path), json.dumps(kwargs)],
+def measure(path: str | os.PathLike, timeout: float = 600, call: str = "load", **kwargs: object) -> dict:
+    """``Sequential.load(path, **kwargs)`` (or ``checkpoint.load_history``: ``call``) in a fresh
+    interpreter: seconds, peak RSS (MiB; the interpreter's after importing the library too), the
+    outcome."""
+    done = subprocess.run([sys.executable, "-c", _PROBE, str(path), json.dumps(kwargs), call],
                           capture_output=True, text=True, timeout=timeout, check=False)
     if done.returncode != 0 or not done.stdout.strip():
         return {"outcome": f"exit status {done.returncode}: {done.stderr.strip()[-300:]}"}
@@ -204,15 +235,17 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     files = {"dense_1e7.npz": lambda p: write_declared_dense(p, 10**7),
              "dense_1e12.npz": lambda p: write_declared_dense(p, 10**12),
-             "zero_member.npz": lambda p: write_zero_member(p, int(args.zero_gib * (1 << 30)))}
+             "zero_member.npz": lambda p: write_zero_member(p, int(args.zero_gib * (1 << 30))),
+             "many_snapshots.npz": write_many_snapshots}
     for name, write in files.items():
         if args.only and name not in args.only:
             continue
         path = out / name
         if not path.exists():
             write(path)
-        result = measure(path, **json.loads(args.load_kwargs))
-        print(json.dumps({"file": name, "bytes": path.stat().st_size, **result}))
+        for call in ("load", "load_history") if name == "many_snapshots.npz" else ("load",):
+            result = measure(path, call=call, **json.loads(args.load_kwargs))
+            print(json.dumps({"file": name, "call": call, "bytes": path.stat().st_size, **result}))
 
 
 if __name__ == "__main__":

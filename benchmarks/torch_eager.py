@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from tinycnn_xp import Conv2D, Dense, Flatten, MaxPool2D, ReLU, to_numpy
+from tinycnn_xp import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, to_numpy
+from tinycnn_xp.evaluation import eval_batch_size
 
 
 def twin(model: Any, dtype: str = "float64") -> Any:
@@ -36,6 +37,8 @@ def twin(model: Any, dtype: str = "float64") -> Any:
             weights = to_numpy(layer.weights).T  # torch keeps (out_features, in_features)
         elif isinstance(layer, MaxPool2D):
             module = torch.nn.MaxPool2d(layer.pool_size, stride=layer.stride)
+        elif isinstance(layer, AvgPool2D):
+            module = torch.nn.AvgPool2d(layer.pool_size, stride=layer.stride)
         elif isinstance(layer, ReLU):
             module = torch.nn.ReLU()
         elif isinstance(layer, Flatten):
@@ -70,7 +73,9 @@ def train_step(net: Any, optimizer: Any, x: Any, y: Any) -> Any:
 
 def fit(net: Any, x_train: Any, y_train: Any, x_val: Any, y_val: Any, epochs: int = 80,
         lr: float = 0.12, batch_size: int = 18, seed: int = 0) -> dict:
-    """The library's ``fit`` loop in PyTorch; returns the four per-epoch metric lists."""
+    """The library's ``fit`` loop in PyTorch; returns the four per-epoch metric lists. The
+    per-epoch metrics run in the library's chunks (``evaluation.eval_batch_size``), as ``fit``
+    measures them: the same memory, and the same work."""
     import torch
     import torch.nn.functional as F
 
@@ -78,6 +83,7 @@ def fit(net: Any, x_train: Any, y_train: Any, x_val: Any, y_val: Any, epochs: in
     rng = np.random.default_rng(seed)
     n_train = x_train.shape[0]
     n_batches = -(-n_train // batch_size)
+    chunk = eval_batch_size(None, tuple(x_train.shape[1:]))
     history: dict = {"train_loss": [], "val_loss": [], "train_acc": [], "val_acc": []}
     for _ in range(epochs):
         order = torch.from_numpy(rng.permutation(n_train))
@@ -88,11 +94,17 @@ def fit(net: Any, x_train: Any, y_train: Any, x_val: Any, y_val: Any, epochs: in
                               y_epoch[start:start + batch_size])
             total += loss.detach()
         with torch.no_grad():
-            train_acc = (net(x_train).argmax(dim=1) == y_train).to(x_train.dtype).mean()
-            val_logits = net(x_val)
-            val_loss = F.cross_entropy(val_logits, y_val)
-            val_acc = (val_logits.argmax(dim=1) == y_val).to(x_train.dtype).mean()
-            values = torch.stack([total / n_batches, val_loss, train_acc, val_acc]).tolist()
+            train_hits = sum((net(x_train[i:i + chunk]).argmax(dim=1) == y_train[i:i + chunk]).sum()
+                             for i in range(0, n_train, chunk))
+            val_loss = val_hits = 0
+            for i in range(0, x_val.shape[0], chunk):
+                logits = net(x_val[i:i + chunk])
+                val_loss = val_loss + F.cross_entropy(logits, y_val[i:i + chunk], reduction="sum")
+                val_hits = val_hits + (logits.argmax(dim=1) == y_val[i:i + chunk]).sum()
+            n_val = x_val.shape[0]
+            values = torch.stack([total / n_batches, val_loss / n_val,
+                                  torch.as_tensor(train_hits, dtype=x_train.dtype) / n_train,
+                                  torch.as_tensor(val_hits, dtype=x_train.dtype) / n_val]).tolist()
         for key, value in zip(("train_loss", "val_loss", "train_acc", "val_acc"), values):
             history[key].append(value)
     return history

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"docs/chapter24.ipynb ran on {args.backend}: {code_cells} code cells in {seconds:.1f} s"
           f"{budget}")
     if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)  # docs/_executed/ on a fresh clone
         nbformat.write(notebook, args.output)
     if args.write_figures:
         for path in write_figures(notebook):

@@ -29,6 +29,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "float32: runs in float32 only (selected on devices "
                                        "without float64: -m float32)")
+    config.addinivalue_line("markers", "slow: command-line subprocesses, worker pools, the "
+                                       "notebook, long randomized runs (nox -s quick leaves them out)")
     module = backends.load(config.getoption("--backend"))
     device = config.getoption("--device")
     if device is not None:
@@ -37,6 +39,18 @@ def pytest_configure(config):
                                     f"{list(getattr(module, 'DEVICES', ()))}, got {device!r}")
         module.DEVICE = device
     backends.selected = module
+
+
+#: whole modules of slow tests: command-line subprocesses and terminals, the benchmarks' own
+#: tests, checkpoint fuzzing, the notebook, the documentation's examples.
+SLOW_MODULES = {"test_cli", "test_cli_resume", "test_cli_sweep", "test_cli_voice", "test_bench",
+                "test_checkpoint_fuzz", "test_notebook", "test_docs_examples"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rpartition(".")[2] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_report_header(config):

@@ -2,9 +2,13 @@
 
 Every public entry point (layers' forward/backward/step, the models' fit/predict/evaluate/forward/
 loss_and_grad/step, the gradient check, softmax and the loss, the dataset, the constructors) gets
-the wrong things a user hands it. Each case asserts the exception type, that the message names
-the argument (as a word: ``x`` does not match inside ``x_train``), and that the model or layer is
-unchanged: parameters, gradients, velocities, placement and the cached last input.
+the wrong things a user hands it. The values (NaN, infinity, labels out of range) are checked at
+the entries that take a whole dataset (fit, predict, evaluate, the gradient check); the per-batch
+methods of a hand loop check only what costs nothing
+(``test_per_batch_methods_never_read_the_data``). Each case asserts the exception type, that the
+message names the argument (as a word: ``x`` does not match inside ``x_train``), and that the
+model or layer is unchanged: parameters, gradients, velocities, placement and the cached last
+input.
 """
 
 import math
@@ -108,8 +112,10 @@ def test_bad_training_images(trained, put, case):
                                              verbose=False), exc, ["x_train"])
 
 
-@pytest.mark.parametrize("method", ["predict", "forward"])
-@pytest.mark.parametrize("case", ["3-D images", "two channels", "integer images", "NaN pixel"])
+@pytest.mark.parametrize("method,case", [
+    (method, case) for method in ("predict", "forward")
+    for case in ("3-D images", "two channels", "integer images", "NaN pixel")
+    if (method, case) != ("forward", "NaN pixel")])  # values: not forward's to check
 def test_bad_images_elsewhere(trained, put, method, case):
     model, _, host = trained
     bad = put(bad_images(host)[case])
@@ -200,9 +206,19 @@ def test_layer_backward_before_forward():
         tc.Dense(3, 2).backward(np.zeros((1, 2)))
 
 
-def test_loss_rejects_out_of_range_targets(put):
-    with pytest.raises(ValueError, match="targets"):
-        tc.softmax_cross_entropy(put(np.zeros((2, 3))), put(np.array([0, 3])))
+def test_per_batch_methods_never_read_the_data(trained, put):
+    """forward, loss_and_grad, a layer's forward/backward and the loss take NaN and out-of-range
+    labels without a pass over the data: the values are fit's, predict's and evaluate's to check."""
+    model, _, host = trained
+    x = np.array(host[0][:4], copy=True)
+    x[0, 0, 0, 0] = np.nan
+    assert np.isnan(to_numpy(model.forward(put(x)))).any()
+    loss, _ = model.loss_and_grad(put(x), put(host[1][:4]))
+    assert np.isnan(float(to_numpy(loss)))
+    loss, _, _ = tc.softmax_cross_entropy(put(np.zeros((2, 3))), put(np.array([0, 3])))
+    assert np.isfinite(float(to_numpy(loss)))  # the out-of-range label's row of the one-hot is 0
+    with pytest.raises(ValueError, match="y"):  # where a dataset comes in, it is checked
+        model.evaluate(put(host[0][:2]), put(np.array([0, 3])))
 
 
 # -- every entry point, case by case -------------------------------------------------------------
@@ -278,7 +294,6 @@ MODEL_CASES = [
     case("forward: empty batch", ValueError, "x", lambda c: c.model.forward(c.x[:0, ...])),
     case("forward: complex images", TypeError, "x",
          lambda c: c.model.forward(c.put(c.images.astype(complex)))),
-    case("forward: +inf pixel", ValueError, "x", lambda c: c.model.forward(c.bad(value=np.inf))),
     case("forward: 10x10 images", ValueError, "x",
          lambda c: c.model.forward(c.zeros((2, 1, 10, 10)))),
     case("forward: a list", TypeError, "x", lambda c: c.model.forward(c.images.tolist())),
@@ -303,16 +318,12 @@ MODEL_CASES = [
     case("evaluate: images and labels on another device/library", ValueError, "x",
          lambda c: c.model.evaluate(c.elsewhere(c.images), c.elsewhere(c.labels))),
     # loss_and_grad (it overwrites the gradients when it runs: they must stay as they were) -----
-    case("loss_and_grad: NaN pixel", ValueError, "x",
-         lambda c: c.model.loss_and_grad(c.bad(), c.y)),
     case("loss_and_grad: empty batch", ValueError, "x",
          lambda c: c.model.loss_and_grad(c.x[:0, ...], c.y[:0])),
     case("loss_and_grad: boolean images", TypeError, "x",
          lambda c: c.model.loss_and_grad(c.put(c.images > 0.5), c.y)),
     case("loss_and_grad: two channels", ValueError, "x",
          lambda c: c.model.loss_and_grad(c.zeros((4, 2, 8, 8)), c.y)),
-    case("loss_and_grad: negative label", ValueError, "y",
-         lambda c: c.model.loss_and_grad(c.x, c.put(np.r_[-1, c.labels[1:]]))),
     case("loss_and_grad: labels on another device/library", ValueError, "y",
          lambda c: c.model.loss_and_grad(c.x, c.elsewhere(c.labels))),
     case("loss_and_grad: float32 images, float64 model", TypeError, "x",
@@ -391,8 +402,6 @@ def test_model_entry_points(trained, put, backend, exc, arg, call):
 
 # Layer cases: ``call(c, layer)`` with a placed layer of the kind the id starts with.
 LAYER_CASES = [
-    case("conv forward: NaN pixel", ValueError, "x",
-         lambda c, layer: layer.forward(c.bad(np.ones((2, 1, 5, 5))))),
     case("conv forward: empty batch", ValueError, "x",
          lambda c, layer: layer.forward(c.zeros((0, 1, 5, 5)))),
     case("conv forward: complex images", TypeError, "x",
@@ -410,8 +419,6 @@ LAYER_CASES = [
          lambda c, layer: layer.forward(c.put(np.zeros((2, 1, 5, 5)), "float32"))),
     case("conv backward: wrong shape", ValueError, "d_output",
          lambda c, layer: layer.backward(c.zeros((2, 2, 4, 4)))),
-    case("conv backward: +inf gradient", ValueError, "d_output",
-         lambda c, layer: layer.backward(c.bad(np.ones((2, 2, 5, 5)), np.inf))),
     case("conv backward: float32 gradient, float64 parameters", TypeError, "d_output",
          lambda c, layer: layer.backward(c.put(np.ones((2, 2, 5, 5)), "float32"))),
     case("conv backward: integer gradient", TypeError, "d_output",
@@ -419,8 +426,6 @@ LAYER_CASES = [
     case("conv backward: gradient on another device/library", ValueError, "d_output",
          lambda c, layer: layer.backward(c.elsewhere(np.ones((2, 2, 5, 5))))),
     case("conv step: lr=0", ValueError, "lr", lambda c, layer: layer.step(0.0)),
-    case("maxpool forward: +inf pixel", ValueError, "x",
-         lambda c, layer: layer.forward(c.bad(np.ones((2, 2, 4, 4)), np.inf))),
     case("maxpool forward: 2-D input", ValueError, "x", lambda c, layer: layer.forward(c.zeros((2, 8)))),
     case("maxpool forward: empty batch", ValueError, "x",
          lambda c, layer: layer.forward(c.zeros((0, 2, 4, 4)))),
@@ -432,13 +437,9 @@ LAYER_CASES = [
          lambda c, layer: layer.forward(c.zeros((2, 2, 1, 4)))),
     case("avgpool forward: boolean images", TypeError, "x",
          lambda c, layer: layer.forward(c.zeros((2, 2, 4, 4), bool))),
-    case("avgpool backward: NaN gradient", ValueError, "d_output",
-         lambda c, layer: layer.backward(c.bad(np.ones((2, 2, 2, 2))))),
     case("dense forward: wrong number of features", ValueError, "x",
          lambda c, layer: layer.forward(c.zeros((2, 5)))),
     case("dense forward: empty batch", ValueError, "x", lambda c, layer: layer.forward(c.zeros((0, 4)))),
-    case("dense forward: NaN feature", ValueError, "x",
-         lambda c, layer: layer.forward(c.bad(np.ones((2, 4))))),
     case("dense forward: integer features", TypeError, "x",
          lambda c, layer: layer.forward(c.zeros((2, 4), int))),
     case("dense backward: gradient on another device/library", ValueError, "d_output",
@@ -447,8 +448,6 @@ LAYER_CASES = [
     case("dense step: momentum=1", ValueError, "momentum", lambda c, layer: layer.step(0.1, momentum=1.0)),
     case("relu forward: complex input", TypeError, "x",
          lambda c, layer: layer.forward(c.zeros((2, 3), complex))),
-    case("relu forward: NaN input", ValueError, "x",
-         lambda c, layer: layer.forward(c.bad(np.ones((2, 3))))),
     case("relu forward: empty batch", ValueError, "x",
          lambda c, layer: layer.forward(c.zeros((0, 3)))),
     case("relu backward: wrong shape", ValueError, "d_output",
@@ -471,10 +470,6 @@ def _loss(c, logits, targets=None):
 
 
 LOSS_CASES = [
-    case("softmax: NaN logit", ValueError, "logits",
-         lambda c: tc.softmax(c.bad(np.zeros((2, 3))))),
-    case("softmax: +inf logit", ValueError, "logits",
-         lambda c: tc.softmax(c.bad(np.zeros((2, 3)), np.inf))),
     case("softmax: zero classes", ValueError, "logits",
          lambda c: tc.softmax(c.zeros((2, 0)))),
     case("softmax: 1-D logits", ValueError, "logits", lambda c: tc.softmax(c.zeros(3))),
@@ -482,8 +477,6 @@ LOSS_CASES = [
          lambda c: tc.softmax(c.zeros((2, 3), complex))),
     case("softmax_cross_entropy: empty batch", ValueError, "logits",
          lambda c: _loss(c, c.zeros((0, 3)), c.zeros(0, int))),
-    case("softmax_cross_entropy: NaN logit", ValueError, "logits",
-         lambda c: _loss(c, c.bad(np.zeros((2, 3))))),
     case("softmax_cross_entropy: integer logits", TypeError, "logits",
          lambda c: _loss(c, c.zeros((2, 3), int))),
     case("softmax_cross_entropy: float targets", TypeError, "targets",

@@ -87,6 +87,21 @@ def test_a_float32_sequential_written_by_version_0_1_predicts_as_it_did(backend,
     assert checkpoint.load_meta(path) == {"note": "before the redesign"}
 
 
+def test_a_checkpoint_written_by_version_0_2_trains_on_as_it_would_have(backend, xp, put, host):
+    """0.2.0's vgg preset after 2 epochs with momentum: the same logits, and it trains on."""
+    path = OLD / "v0.2_vgg_momentum.npz"
+    model = tc.Sequential.load(path, xp=xp, device=backend.device())
+    x, y, x_val, y_val, _ = tc.make_dataset_bundle()
+    logits = host(model.forward(put(x_val[:12])))
+    np.testing.assert_allclose(logits, np.load(OLD / "v0.2_vgg_momentum_logits.npy"), rtol=1e-10,
+                               atol=1e-12)
+    history = checkpoint.load_history(path)
+    assert len(history["train_loss"]) == 2 and sorted(history["kernel_snapshots"]) == [0, 1]
+    more = model.fit(put(x), put(y), put(x_val), put(y_val), epochs=3, initial_epoch=2,
+                     momentum=0.5, batch_size=16, verbose=False)
+    assert len(more["train_loss"]) == 1 and more["train_loss"][0] < history["train_loss"][0]
+
+
 # -- loading costs what the model costs ----------------------------------------------------------
 @pytest.mark.parametrize("out_features", [10**7, 10**12])
 def test_a_huge_declared_architecture_is_refused_by_the_cap(tmp_path, out_features):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import tinycnn_xp as tc
-from tinycnn_xp.evaluation import chunks, totals
+from tinycnn_xp import training
+from tinycnn_xp.evaluation import TrainAndValidation, chunks, correct_count, totals_of
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +36,19 @@ def test_chunked_equals_whole(backend, put, host, data, trained, size):
     np.testing.assert_array_equal(host(trained.predict(x_val, eval_batch_size=size)), whole_pred)
     accuracy = float(np.mean(whole_pred == data[3]))
     assert trained.evaluate(x_val, y_val, eval_batch_size=size) == accuracy
-    loss_sum, correct = totals(lambda x: trained.forward(x, cache=False), x_val, y_val, size, xp)
+    logits_of = training.logits_of(trained, tuple(x_val.shape[1:]))
+    correct = correct_count(logits_of, x_val, y_val, size, xp)
     n = x_val.shape[0]
     assert float(host(correct)) / n == accuracy
-    np.testing.assert_allclose(float(host(loss_sum)) / n, float(host(whole_loss)), rtol=1e-12, atol=0)
+    # the epoch's metrics: training hits, validation loss and hits, in chunks or joint
+    x_train, y_train = put(data[0]), put(data[1])
+    totals = totals_of(trained.program(tuple(x_val.shape[1:])).logits, xp)
+    params = trained.params()
+    train_hits, val_loss, val_hits = TrainAndValidation(x_train, y_train, x_val, y_val, size, xp).totals(
+        lambda x, y, marks: totals(params, x, y, marks))
+    assert float(host(val_hits)) / n == accuracy
+    assert float(host(train_hits)) / x_train.shape[0] == trained.evaluate(x_train, y_train)
+    np.testing.assert_allclose(float(host(val_loss)) / n, float(host(whole_loss)), rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("size", [7, 36])
@@ -53,13 +63,20 @@ def test_fit_history_does_not_depend_on_the_chunk_size(put, data, size):
 def test_inference_keeps_no_backward_caches(put, data, trained):
     for layer in trained.layers:  # what the last training step left
         layer.last_input = None
-    trained.pool._windows_and_max = None
-    trained.conv._cols = None
+    trained._pass = None
     x_val = put(data[2])
     trained.predict(x_val, eval_batch_size=8)
     trained.evaluate(x_val, put(data[3]))
-    assert all(layer.last_input is None for layer in trained.layers)
-    assert trained.pool.last_mask is None and trained.conv._cols is None
+    assert all(layer.last_input is None and layer._saved is None for layer in trained.layers)
+    assert trained.pool.last_mask is None and trained._pass is None
+
+
+def test_the_default_chunk_holds_a_fixed_number_of_input_values():
+    from tinycnn_xp.evaluation import DEFAULT_EVAL_VALUES, eval_batch_size
+    assert eval_batch_size(None, (1, 28, 28)) == 256
+    assert eval_batch_size(None, (1, 8, 8)) == DEFAULT_EVAL_VALUES // 64  # the chapter's: one chunk
+    assert eval_batch_size(None, (3, 512, 512)) == 1
+    assert eval_batch_size(7, (3, 512, 512)) == 7
 
 
 @pytest.mark.parametrize("bad, error", [(0, ValueError), (-3, ValueError), (2.5, TypeError),

@@ -9,7 +9,7 @@ from array_api_compat import array_namespace, device
 
 import tinycnn_xp as tc
 from helpers import param_state
-from tinycnn_xp._xp import namespace_of
+from tinycnn_xp._xp import NUMPY, namespace_of
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,9 @@ def test_placement_is_public_and_set_by_the_first_input(backend, xp, put, data):
     place = model.placement
     assert isinstance(place, tc.Placement)
     assert place.xp is namespace_of(x) and place.device == backend.device()
-    # NumPy arrays get numpy itself (it implements the standard), the rest their compat namespace
-    assert place.xp is (np if backend.NAME == "numpy" else array_namespace(x))
+    # NumPy arrays get NumPy itself (it implements the standard; tinycnn_xp's module of it calls
+    # a few functions the faster way), the rest their compat namespace
+    assert place.xp is (NUMPY if backend.NAME == "numpy" else array_namespace(x))
     assert str(place.dtype).endswith("float64")
     assert all(layer.placement == place for layer in model.layers)
 
@@ -150,6 +151,19 @@ def test_backward_returns_the_input_gradient(backend, put):
     assert model.backward(logits * 0 + 1.0, input_grad=False) is None
 
 
-def test_unchecked_calls_need_a_placed_model(put, data):
-    with pytest.raises(RuntimeError, match="not placed yet"):
-        tc.TinyCNN().forward(put(data[0][:1]), check=False)
+def test_check_keyword_is_deprecated_and_ignored(put, data):
+    model = tc.TinyCNN()
+    x, y = put(data[0][:2]), put(data[1][:2])
+    with pytest.warns(DeprecationWarning, match=r"forward\(check=\) is deprecated"):
+        logits = model.forward(x, check=False)
+    with pytest.warns(DeprecationWarning, match="loss_and_grad"):
+        model.loss_and_grad(x, y, check=True)
+    with pytest.warns(DeprecationWarning, match="step"):
+        model.step(0.1, check=False)
+    with pytest.warns(DeprecationWarning, match="backward"):
+        model.layers[-1].backward(logits, check=False)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        model.forward(x, fast=True)
+    with pytest.raises(ValueError, match="x"):  # the checks still run
+        with pytest.warns(DeprecationWarning):
+            model.forward(put(data[0][:2, :, :5, :5]), check=False)

@@ -113,5 +113,5 @@ def test_the_version_is_written_once():
 
 def test_the_command_line_is_a_package_of_short_modules():
     lengths = {p.name: len(p.read_text().splitlines()) for p in (PACKAGE / "cli").glob("*.py")}
-    assert {"main.py", "common.py", "train.py", "sweep.py", "gradcheck.py", "progress.py"} <= set(lengths)
+    assert {"parser.py", "common.py", "train.py", "sweep.py", "gradcheck.py", "progress.py"} <= set(lengths)
     assert max(lengths.values()) <= 250, lengths

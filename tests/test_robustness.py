@@ -19,7 +19,7 @@ import pytest
 
 import tinycnn_xp as tc
 from helpers import param_state
-from tinycnn_xp import paths, training
+from tinycnn_xp import training
 from tinycnn_xp._xp import to_numpy
 
 METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
@@ -42,34 +42,19 @@ def assert_same_parameters(actual, expected):
 
 
 def count_steps(model, monkeypatch, then=None):
-    """Count the steps ``fit`` takes, on any path: the general path calls ``model.step`` once per
-    batch, the fast path ``step_at`` (compiled or not). ``then(count)`` runs after each step."""
+    """Count the steps ``fit`` takes: it binds each step's parameters, velocities and gradients
+    to the layers (``model.bind``; compiled or not). ``then(count)`` runs after each step."""
     calls = []
-    step = model.step
+    bind = model.bind
 
-    def counted(lr, momentum=0.0, *, check=True):
-        step(lr, momentum, check=check)
-        calls.append(1)
-        if then is not None:
-            then(len(calls))
-
-    def counting(fast_step):
-        def counted_fast(self, *args):
-            result = fast_step(self, *args)
+    def counted(params, velocities=None, grads=None):
+        bind(params, velocities, grads)
+        if grads is not None:  # a step (restoring after a divergence binds no gradients)
             calls.append(1)
             if then is not None:
                 then(len(calls))
-            return result
-        return counted_fast
-    model.step = counted
-    for cls in (paths.FastPath, paths.CompiledPath):
-        monkeypatch.setattr(cls, "step_at", counting(cls.__dict__["step_at"]))
+    monkeypatch.setattr(model, "bind", counted)
     return calls
-
-
-@pytest.fixture(params=[True, False], ids=["fast path", "general path"])
-def fast(request):
-    return request.param
 
 
 # -- divergence ----------------------------------------------------------------------------------
@@ -86,14 +71,14 @@ OVERFLOW_WARNINGS = pytest.mark.filterwarnings("ignore:overflow encountered:Runt
 
 @OVERFLOW_WARNINGS
 @pytest.mark.parametrize("case", list(DIVERGING))
-def test_divergence_keeps_the_last_finite_epoch(put, small_data, case, fast, monkeypatch):
+def test_divergence_keeps_the_last_finite_epoch(put, small_data, case, monkeypatch):
     lr, batch_size, momentum = DIVERGING[case]
     data = placed(put, small_data)
     model = tc.TinyCNN(seed=0)
     steps = count_steps(model, monkeypatch)
     with pytest.warns(RuntimeWarning, match="diverged") as record:
         history = training.fit(model, *data, epochs=10, lr=lr, batch_size=batch_size,
-                               momentum=momentum, verbose=False, fast=fast)
+                               momentum=momentum, verbose=False)
     bad = history["diverged_epoch"]
     assert (bad >= 1) if case == "later epoch" else (bad == 0)
     assert len(steps) == (bad + 1) * 3  # it finished the epoch that diverged, then stopped
@@ -103,7 +88,7 @@ def test_divergence_keeps_the_last_finite_epoch(put, small_data, case, fast, mon
     # The run that was told to stop before that epoch: same parameters, velocities and history.
     reference = tc.TinyCNN(seed=0)
     expected = training.fit(reference, *data, epochs=bad, lr=lr, batch_size=batch_size,
-                             momentum=momentum, verbose=False, fast=fast)
+                             momentum=momentum, verbose=False)
     assert_same_parameters(param_state(model), param_state(reference))
     for key in METRICS:
         assert len(history[key]) == bad
@@ -116,13 +101,13 @@ def test_divergence_keeps_the_last_finite_epoch(put, small_data, case, fast, mon
 @OVERFLOW_WARNINGS
 @pytest.mark.parametrize("case", [
     "later epoch", "first epoch"])
-def test_divergence_leaves_finite_parameters(put, small_data, case, fast):
+def test_divergence_leaves_finite_parameters(put, small_data, case):
     """What the model keeps after a divergence is finite: parameters and velocities."""
     lr, batch_size, momentum = DIVERGING[case]
     model = tc.TinyCNN(seed=0)
     with pytest.warns(RuntimeWarning, match="diverged"):
         history = training.fit(model, *placed(put, small_data), epochs=10, lr=lr,
-                               batch_size=batch_size, momentum=momentum, verbose=False, fast=fast)
+                               batch_size=batch_size, momentum=momentum, verbose=False)
     assert "diverged_epoch" in history
     bad = {key for key, value in param_state(model).items() if not np.isfinite(value).all()}
     assert not bad, f"non-finite after divergence at epoch {history['diverged_epoch']}: {bad}"
@@ -175,8 +160,8 @@ def own_sigint_handler():
 
 @pytest.mark.parametrize("when", ["in the middle of epoch 1", "on the last step of epoch 1",
                                   "after epoch 1 (from a callback)"])
-def test_interrupt_returns_the_last_completed_step(put, small_data, own_sigint_handler, when,
-                                                   fast, monkeypatch):
+def test_interrupt_returns_the_last_completed_step(backend, put, small_data, own_sigint_handler,
+                                                   when, monkeypatch):
     lr, batch_size, momentum = 0.12, 6, 0.5  # 30 images: 5 steps per epoch
     data = placed(put, small_data)
     model = tc.TinyCNN(seed=0)
@@ -195,20 +180,19 @@ def test_interrupt_returns_the_last_completed_step(put, small_data, own_sigint_h
                 os.kill(os.getpid(), signal.SIGINT)
         expected_steps, expected_epochs = 10, 2  # epoch 2 never starts
     steps = count_steps(model, monkeypatch, then)
-
     with pytest.warns(RuntimeWarning, match="interrupted"):
         history = training.fit(model, *data, epochs=6, lr=lr, batch_size=batch_size,
-                               momentum=momentum, verbose=False, callback=callback, fast=fast)
+                               momentum=momentum, verbose=False, callback=callback)
     assert signal.getsignal(signal.SIGINT) is _test_handler  # fit put our handler back
     assert history["interrupted"] is True
     assert len(steps) == expected_steps
     # steps of the unfinished epoch that the model kept (0: the run resumes exactly)
     assert history["interrupted_steps"] == (2 if when.startswith("in the middle") else 0)
 
-    # The general path is the layers' own step: the same arrays, bit for bit. The fast path
-    # computes the same numbers with products of other shapes: the same to rounding.
+    # A hand loop (loss_and_grad, step) runs the same pure functions: the same arrays (on JAX,
+    # where fit's step is compiled and XLA may order a sum otherwise, to rounding).
     reference = trained_by_hand(put, small_data, expected_steps, lr, batch_size, momentum)
-    if fast:
+    if backend.NAME == "jax":
         for key, value in param_state(reference).items():
             np.testing.assert_allclose(param_state(model)[key], value, rtol=1e-12, atol=1e-15,
                                        err_msg=key)
@@ -217,7 +201,7 @@ def test_interrupt_returns_the_last_completed_step(put, small_data, own_sigint_h
 
     # The history holds exactly the epochs that completed, as an uninterrupted run has them.
     full = training.fit(tc.TinyCNN(seed=0), *data, epochs=expected_epochs, lr=lr,
-                        batch_size=batch_size, momentum=momentum, verbose=False, fast=fast)
+                        batch_size=batch_size, momentum=momentum, verbose=False)
     for key in METRICS:
         assert history[key] == full[key]
 
@@ -288,10 +272,10 @@ class HostCounter:
 
 
 def hygiene_run(monkeypatch, data, batch_size, epochs, per_step_sync=False,
-                backend="array_api_strict", fast=True):
+                backend="array_api_strict"):
     model = tc.TinyCNN(seed=0)
     model.forward(data[0])  # placement and index maps outside the counted region
-    training.fit(model, *data, epochs=1, verbose=False, fast=fast)  # compiled steps too (JAX)
+    training.fit(model, *data, epochs=1, verbose=False)  # compiled steps too (JAX)
 
     def sync():  # what a careless per-step NaN check would do
         xp = model.placement.xp
@@ -301,8 +285,7 @@ def hygiene_run(monkeypatch, data, batch_size, epochs, per_step_sync=False,
         if per_step_sync:
             count_steps(model, patch, then=lambda count: sync())
         counter = HostCounter(patch, backend)
-        history = training.fit(model, *data, epochs=epochs, batch_size=batch_size, verbose=False,
-                               fast=fast)
+        history = training.fit(model, *data, epochs=epochs, batch_size=batch_size, verbose=False)
     assert len(history["train_loss"]) == epochs
     return counter.counts
 
@@ -316,10 +299,9 @@ def counted_backend(backend):
     return backend.NAME
 
 
-def test_host_round_trips_do_not_grow_with_steps(counted_backend, monkeypatch, put, small_data,
-                                                 fast):
+def test_host_round_trips_do_not_grow_with_steps(counted_backend, monkeypatch, put, small_data):
     data = placed(put, small_data)
-    run = lambda **kw: hygiene_run(monkeypatch, data, backend=counted_backend, fast=fast, **kw)
+    run = lambda **kw: hygiene_run(monkeypatch, data, backend=counted_backend, **kw)
     one_step = run(batch_size=30, epochs=3)    # 1 step per epoch
     ten_steps = run(batch_size=3, epochs=3)    # 10 steps per epoch
     assert one_step == ten_steps, (one_step, ten_steps)
@@ -328,11 +310,9 @@ def test_host_round_trips_do_not_grow_with_steps(counted_backend, monkeypatch, p
     assert sum(six_epochs.values()) > sum(one_step.values())  # ... once per epoch
 
 
-def test_host_counter_catches_a_per_step_sync(counted_backend, monkeypatch, put, small_data, fast):
+def test_host_counter_catches_a_per_step_sync(counted_backend, monkeypatch, put, small_data):
     """The check above can fail: one ``bool(...)`` per step makes the count grow with the steps."""
     data = placed(put, small_data)
-    one_step = hygiene_run(monkeypatch, data, 30, 3, per_step_sync=True, backend=counted_backend,
-                           fast=fast)
-    ten_steps = hygiene_run(monkeypatch, data, 3, 3, per_step_sync=True, backend=counted_backend,
-                            fast=fast)
+    one_step = hygiene_run(monkeypatch, data, 30, 3, per_step_sync=True, backend=counted_backend)
+    ten_steps = hygiene_run(monkeypatch, data, 3, 3, per_step_sync=True, backend=counted_backend)
     assert ten_steps["__bool__"] - one_step["__bool__"] == 3 * (10 - 1)

@@ -94,6 +94,7 @@ def test_an_empty_grid_is_one_run_of_the_fit_arguments(data):
 
 
 # -- in parallel: the serial results, on the data's library and device ----------------------------
+@pytest.mark.slow
 def test_parallel_runs_give_the_serial_results(backend, data):
     model = tc.TinyCNN(seed=5)
     serial = sweep(model, *data, grid=GRID, epochs=EPOCHS)
@@ -162,6 +163,7 @@ def test_progress_as_each_run_finishes(numpy_only, data, capsys, n_jobs):
     assert all("val acc" in line for line in lines)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_jobs", [None, 2])
 def test_ctrl_c_keeps_the_runs_already_finished(numpy_only, data, n_jobs):
     def interrupt(record, done, total):
@@ -175,7 +177,7 @@ def test_ctrl_c_keeps_the_runs_already_finished(numpy_only, data, n_jobs):
     assert len(sweep(tc.TinyCNN(), *data, grid={"lr": [0.1, 0.2]}, n_jobs=n_jobs, epochs=1)) == 2
 
 
-def test_ctrl_c_inside_a_serial_run_leaves_that_run_out(data):
+def test_ctrl_c_inside_a_serial_run_keeps_that_run_marked(data):
     def interrupt(epoch, metrics):
         if interrupt.calls == 2:  # the second run's first epoch
             os.kill(os.getpid(), signal.SIGINT)
@@ -183,8 +185,9 @@ def test_ctrl_c_inside_a_serial_run_leaves_that_run_out(data):
     interrupt.calls = 1
     with pytest.warns(RuntimeWarning, match=r"sweep interrupted: 1 of 3 runs"):
         records = sweep(tc.TinyCNN(), *data, grid={"lr": [0.05, 0.1, 0.2]}, epochs=1, callback=interrupt)
-    assert [r["config"] for r in records] == [{"lr": 0.05}]
+    assert [r["config"] for r in records] == [{"lr": 0.05}, {"lr": 0.1}]
     assert not records[0]["history"].get("interrupted")
+    assert records[1]["history"]["interrupted"]
 
 
 CTRL_C_SCRIPT = textwrap.dedent("""
@@ -198,6 +201,7 @@ CTRL_C_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT are POSIX")
 def test_ctrl_c_at_the_terminal_ends_the_sweep_cleanly(numpy_only, tmp_path):
     """SIGINT to the whole process group, workers included, as a terminal's Ctrl-C sends it."""
@@ -251,6 +255,7 @@ def test_without_joblib_serial_runs_and_parallel_says_what_to_install(numpy_only
         sweep(tc.TinyCNN(), *data, grid={"lr": [0.1]}, n_jobs=2, epochs=1)
 
 
+@pytest.mark.slow
 def test_a_dask_cluster_gives_the_serial_results(numpy_only, data):
     """A LocalCluster of two worker processes on 127.0.0.1, through joblib's dask backend."""
     distributed = pytest.importorskip("distributed",
@@ -302,6 +307,7 @@ def test_a_placed_model_refuses_data_from_elsewhere(put, data, host_data):
         sweep(tc.Dense(3, 2), *data, grid={"lr": [0.1]})
 
 
+@pytest.mark.slow
 def test_the_speedup_benchmark_runs(numpy_only, tmp_path):
     """The smoke run of ``benchmarks/sweep_speedup.py`` (its speed is measured, never asserted)."""
     import json

@@ -179,7 +179,16 @@ def test_a_callback_can_stop_training_after_an_epoch(put, data):
     full = reference.fit(*(put(a) for a in data[:4]), epochs=stop + 1, verbose=False)
     assert full["val_acc"] == history["val_acc"] and "stopped_epoch" not in full
     np.testing.assert_array_equal(to_numpy(model.dense.weights), to_numpy(reference.dense.weights))
-    # a truthy value that is not True does not stop (the callback returns None mostly)
-    again = tc.TinyCNN(seed=42).fit(*(put(a) for a in data[:4]), epochs=3, verbose=False,
-                                    callback=lambda epoch, metrics: "yes")
-    assert len(again["val_acc"]) == 3 and "stopped_epoch" not in again
+    # any truthy value stops (np.True_ from a comparison of NumPy floats, 1, ...); falsy ones don't
+    for truthy in (np.True_, 1, "yes"):
+        again = tc.TinyCNN(seed=42).fit(*(put(a) for a in data[:4]), epochs=3, verbose=False,
+                                        callback=lambda epoch, metrics, value=truthy: value)
+        assert len(again["val_acc"]) == 1 and again["stopped_epoch"] == 0
+    for falsy in (np.False_, 0, None, ""):
+        again = tc.TinyCNN(seed=42).fit(*(put(a) for a in data[:4]), epochs=2, verbose=False,
+                                        callback=lambda epoch, metrics, value=falsy: value)
+        assert len(again["val_acc"]) == 2 and "stopped_epoch" not in again
+    stop_at_half = tc.TinyCNN(seed=42).fit(
+        *(put(a) for a in data[:4]), epochs=20, verbose=False,
+        callback=lambda epoch, metrics: np.float64(metrics["val_acc"]) >= 0.5)
+    assert len(stop_at_half["val_acc"]) < 20 and stop_at_half["val_acc"][-1] >= 0.5

@@ -50,11 +50,10 @@ def test_the_copy_is_an_unplaced_host_model(backend, put, host, host_data, dtype
     for key, value in param_state(clone).items():
         np.testing.assert_array_equal(value, before[key], err_msg=key)
     for layer in clone.layers:  # per-call caches stay behind
-        assert layer.last_input is None and layer._index_cache == {}
-        assert getattr(layer, "_cols", None) is None
-        assert getattr(layer, "_windows_and_max", None) is None
+        assert layer.last_input is None and layer._prepared == {} and layer._saved is None
     # the original is untouched: still placed, same arrays
     assert model.placement is not None and model.layers[0].last_input is not None
+    assert clone._programs == {} and clone._pass is None
     for key, value in param_state(model).items():
         np.testing.assert_array_equal(value, before[key], err_msg=key)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it)
+__version__ = "0.3.0"  # the one place the version is written (pyproject.toml reads it)
 
 #: where each public name lives
 _EXPORTS = {

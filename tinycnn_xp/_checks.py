@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any
 
 from array_api_compat import (
@@ -20,6 +21,7 @@ from array_api_compat import (
     is_lazy_array,
     is_ndonnx_array,
     is_ndonnx_namespace,
+    is_torch_array,
 )
 from array_api_compat import device as device_of
 
@@ -87,6 +89,13 @@ def array(x: Any, name: str) -> Any:
         raise TypeError(f"{name} is a lazy {kind} array, which tinycnn_xp cannot train on or "
                         f"evaluate; pass an eager array instead, e.g. {how} (NumPy), or a CuPy, "
                         f"torch or JAX array")
+    if is_torch_array(x):
+        if x.is_meta:
+            raise TypeError(f"{name} is a torch tensor on the 'meta' device, which holds no values; "
+                            f"pass one on a real device (cpu, cuda)")
+        if str(x.layout) != "torch.strided":
+            raise TypeError(f"{name} is a torch tensor of layout {x.layout} (sparse); pass a dense "
+                            f"one: {name}.to_dense()")
     return namespace_of(x)
 
 
@@ -123,12 +132,11 @@ def finite(x: Any, xp: Any, name: str) -> None:
 
 
 def logits(x: Any, name: str = "logits") -> Any:
-    """A finite ``(batch, classes)`` floating array with at least one row and one class."""
+    """A ``(batch, classes)`` floating array with at least one row and one class."""
     xp = floating_array(x, name)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
         raise ValueError(f"{name} must have shape (batch, classes) with batch >= 1 and "
                          f"classes >= 1, got shape {tuple(x.shape)}")
-    finite(x, xp, name)
     return xp
 
 
@@ -142,15 +150,21 @@ def image_size(shape: Any, name: str = "input_shape") -> tuple[int, int, int]:
     return channels, height, width
 
 
-def labels(y: Any, batch: int, num_classes: int, name: str = "y", images: str = "x") -> None:
-    """Integer class labels of shape ``(batch,)`` in ``[0, num_classes)``."""
+def labels(y: Any, batch: int, name: str = "y", images: str = "x") -> None:
+    """Integer class labels of shape ``(batch,)`` (their range: ``label_values``)."""
     xp = array(y, name)
     if not xp.isdtype(y.dtype, "integral"):
         raise TypeError(f"{name} must hold integer class labels, got dtype {dtype_name(y.dtype)}")
     if y.ndim != 1 or y.shape[0] != batch:
         raise ValueError(f"{name} must have shape ({batch},), one label per image of {images}, "
                          f"got shape {tuple(y.shape)}")
-    if batch and bool(xp.any((y < 0) | (y >= num_classes))):
+
+
+def label_values(y: Any, num_classes: int, name: str = "y") -> None:
+    """Labels in ``[0, num_classes)``: a pass over the data and one host read, so only at the
+    entries that take a whole dataset (``fit``, ``evaluate``)."""
+    xp = namespace_of(y)
+    if y.shape[0] and bool(xp.any((y < 0) | (y >= num_classes))):
         low, high = int(xp.min(y)), int(xp.max(y))
         raise ValueError(f"{name} must hold labels in [0, {num_classes - 1}] "
                          f"(the model has {num_classes} classes), got values from {low} to {high}")
@@ -162,8 +176,7 @@ def image_shape(shape: tuple[int, ...], channels: int | None, window: int, paddi
     expect = f"(batch, {channels if channels is not None else 'channels'}, height, width)"
     if len(shape) != 4:
         raise ValueError(f"{name}: {layer} expects a 4-D array {expect}, got shape {shape}")
-    if shape[0] < 1:
-        raise ValueError(f"{name}: expected a non-empty batch, got shape {shape}")
+    non_empty_batch(shape, name, layer)
     if min(shape[1:]) < 1:  # an empty image has no window, however large the padding
         raise ValueError(f"{name}: {layer} expects at least one channel, row and column "
                          f"{expect}, got shape {shape}")
@@ -221,21 +234,61 @@ def images(model: Any, x: Any, name: str) -> tuple[Placement, tuple[int, ...]]:
     """``x`` fits ``model`` (and its placement, if it has one): its placement and the logits' shape.
 
     ``model`` is anything with ``output_shape(shape, name)`` and ``placement`` (a layer or model).
+    Free checks only (kind, dtype, shape, library and device): the values are checked once, at the
+    entries that read a whole dataset (``finite``).
     """
-    xp = floating_array(x, name)
+    floating_array(x, name)
     logits_shape = model.output_shape(tuple(x.shape), name)
     place = placement_of(x)
     if model.placement is not None:
         compatible(model.placement, place, type(model).__name__, name)
-    finite(x, xp, name)
     return place, logits_shape
 
 
+def non_empty_batch(shape: tuple[int, ...], name: str, owner: str) -> None:
+    """At least one dimension, and a batch of at least one."""
+    if len(shape) < 1 or shape[0] < 1:
+        raise ValueError(f"{name}: {owner} expects a non-empty batch (batch, ...), got shape {shape}")
+
+
+def gradient(d_output: Any, expected: tuple[int, ...], place: Placement | None, owner: str) -> None:
+    """An upstream gradient of the last forward output's shape, library, device and dtype."""
+    floating_array(d_output, "d_output")
+    if place is not None:  # the dtype too: a float64 gradient would make float32 d_weights float64
+        compatible(place, placement_of(d_output), owner, "d_output")
+    if tuple(d_output.shape) != tuple(expected):
+        raise ValueError(f"d_output must have the shape of the last forward output {tuple(expected)}, "
+                         f"got {tuple(d_output.shape)}")
+
+
+def train_and_validation(place: Placement, val_place: Placement) -> None:
+    """Training and validation data on one library and device, in one floating dtype."""
+    if not place.same_place(val_place):
+        raise ValueError(f"x_val is on {val_place} but x_train is on {place}; "
+                         f"pass training and validation data on one library and device")
+    if place.dtype != val_place.dtype:
+        raise TypeError(f"x_val has dtype {dtype_name(val_place.dtype)} but x_train "
+                        f"{dtype_name(place.dtype)}; pass training and validation images of one "
+                        f"floating dtype")
+
+
 def data(model: Any, x: Any, y: Any, x_name: str = "x", y_name: str = "y") -> Placement:
-    """Images ``x`` that fit ``model`` and integer labels ``y`` for them, on one device."""
-    place, (batch, classes) = images(model, x, x_name)
-    labels(y, batch, classes, y_name, x_name)
+    """Images ``x`` that fit ``model`` and integer labels ``y`` for them, on one device (free
+    checks: the values are ``dataset``'s)."""
+    place, (batch, _) = images(model, x, x_name)
+    labels(y, batch, y_name, x_name)
     same_place(y, place, y_name)
+    return place
+
+
+def dataset(model: Any, x: Any, y: Any | None, x_name: str = "x", y_name: str = "y") -> Placement:
+    """``data`` (``images`` without labels), then the values: finite images, labels in range."""
+    if y is None:
+        place, _ = images(model, x, x_name)
+    else:
+        place = data(model, x, y, x_name, y_name)
+        label_values(y, model.output_shape(tuple(x.shape), x_name)[1], y_name)
+    finite(x, place.xp, x_name)
     return place
 
 
@@ -261,8 +314,22 @@ def target(xp: Any, device: Any, dtype: Any, default_dtype: str) -> Placement:
     except Exception as exc:  # a device the library does not have, a dtype it cannot hold there
         raise ValueError(f"cannot make a {name} array with {describe_namespace(xp)} on device "
                          f"{device!r}: {type(exc).__name__}: {exc}") from None
+    if getattr(getattr(probe, "device", None), "type", None) == "meta":  # torch: shapes, no values
+        raise ValueError(f"device={device!r}: torch's meta device holds no values, so a model "
+                         f"there would lose its weights; use a real device (cpu, cuda)")
     if dtype_name(probe.dtype) != name:  # JAX without jax_enable_x64 quietly makes float32
         raise ValueError(f"{describe_namespace(xp)} made a {dtype_name(probe.dtype)} array when "
                          f"asked for {name}; with JAX, turn float64 on first: "
                          f"jax.config.update('jax_enable_x64', True)")
     return Placement(namespace_of(probe), device_of(probe), probe.dtype)
+
+
+def deprecated(method: str, legacy: dict[str, Any]) -> None:
+    """``check=``/``cache=`` of 0.2.0: accepted for one release, with a ``DeprecationWarning``."""
+    unknown = set(legacy) - {"check", "cache"}
+    if unknown:
+        raise TypeError(f"{method}() got unexpected keyword arguments {sorted(unknown)}")
+    if legacy:
+        warnings.warn(f"{method}({', '.join(f'{k}=' for k in legacy)}) is deprecated and ignored: "
+                      f"the public methods check only what costs nothing; it will be removed in "
+                      f"0.4", DeprecationWarning, stacklevel=3)

@@ -36,6 +36,7 @@ its mode), saving over a symbolic link writes the link's target, and errors name
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -81,7 +82,8 @@ Shapes = Callable[[dict[str, Any]], dict[str, tuple[int, ...]]]
 
 
 class Checkpoint(NamedTuple):
-    """What a checkpoint file holds, read back on the host."""
+    """What a checkpoint file holds, read back on the host (the history without its kernel
+    snapshots: ``load_history`` reads them)."""
 
     config: dict[str, Any]                   # the model's ``config()``
     state: dict[str, dict[str, np.ndarray]]  # the model's ``state()``, as host arrays
@@ -140,7 +142,11 @@ def _to_arrays(model: Any, history: History | None, meta: dict, path: Any) -> di
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
             raise ValueError(f"{where}: history['kernel_snapshots'] keys must be epochs "
                              f"(integers), got {epoch!r}")
-        arrays[f"snapshot/{int(epoch)}"] = to_numpy(kernels)
+        # In the model's dtype: a run resumed in another dtype carries the first part's snapshots.
+        kernels = to_numpy(kernels)
+        if kernels.dtype.kind == "f" and kernels.dtype != np.dtype(dtype):
+            kernels = kernels.astype(dtype)
+        arrays[f"snapshot/{int(epoch)}"] = kernels
     # What read would refuse is refused here, before anything is written.
     layout = {key: _Member(key, tuple(a.shape), a.dtype, False, 0) for key, a in arrays.items()}
     _check_layout(layout, where)
@@ -174,9 +180,13 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
     target = Path(os.path.realpath(path))  # a symbolic link: write its target, keep the link
     try:
         existing = os.stat(target)
-        mode = stat.S_IMODE(existing.st_mode) if stat.S_ISREG(existing.st_mode) else None
     except OSError:
         mode = None
+    else:
+        if not stat.S_ISREG(existing.st_mode):  # the rename would replace a device, a FIFO, ...
+            raise OSError(errno.EEXIST, f"it is {_kind_of(existing.st_mode)}, not a regular file: "
+                          f"a checkpoint replaces only a file", os.fspath(path))
+        mode = stat.S_IMODE(existing.st_mode)
     tmp = None
     try:
         tmp, fd = _create_temporary(target)
@@ -194,6 +204,14 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def _kind_of(mode: int) -> str:
+    """What a path whose ``st_mode`` is ``mode`` is, in words."""
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _create_temporary(target: Path) -> tuple[Path, int]:
@@ -258,7 +276,7 @@ def read(path: str | os.PathLike, shapes: Shapes | None = None, *,
             except ValueError as exc:
                 raise ValueError(f"{path}: {exc}") from None
         _check_state(archive.members, archive.texts["dtype"], declared, cap, str(path))
-        history = archive.history()
+        history = archive.history(snapshots=False)  # checked from their headers, never inflated
         meta = archive.meta()
         state: dict[str, dict[str, np.ndarray]] = {"param": {}, "velocity": {}}
         for key in archive.members:
@@ -272,12 +290,22 @@ def read(path: str | os.PathLike, shapes: Shapes | None = None, *,
 def load_history(path: str | os.PathLike, *, max_parameters: int | None = None) -> History | None:
     """The history saved with the model (``fit``'s dict, snapshots as NumPy arrays), or ``None``.
 
-    Checked like ``read`` checks it (the parameters only from their headers, capped at
-    ``max_parameters``, default ``MAX_PARAMETERS``)."""
+    Checked like ``read`` checks it (the parameters only from their headers); the parameters and
+    the snapshots together are capped at ``max_parameters`` values (default ``MAX_PARAMETERS``),
+    so reading a history costs at most what the largest model a file may hold costs."""
     cap = MAX_PARAMETERS if max_parameters is None else _checks.positive_int(max_parameters,
                                                                              "max_parameters")
     with _Archive(path) as archive:
         _check_state(archive.members, archive.texts["dtype"], None, cap, str(path))
+        snapshots = sum(math.prod(member.shape) for key, member in archive.members.items()
+                        if key.startswith("snapshot/"))
+        params = sum(math.prod(member.shape) for key, member in archive.members.items()
+                     if key.startswith("param/"))
+        if params + snapshots > cap:
+            raise ValueError(f"{path}: the history's kernel snapshots hold {snapshots:,} values, "
+                             f"which with the {params:,} parameters pass the cap of {cap:,} "
+                             "(tinycnn_xp.checkpoint.MAX_PARAMETERS); pass max_parameters= to "
+                             "load_history to read them")
         return archive.history()
 
 
@@ -309,8 +337,12 @@ class _Archive:
 
     def __enter__(self) -> _Archive:
         path = Path(self.path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no checkpoint file at {self.path}")
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no checkpoint file at {self.path}") from None
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{self.path} is {_kind_of(mode)}, not a checkpoint file")
         self.handle = open(path, "rb")  # closed by __exit__
         try:
             self._open()
@@ -446,7 +478,8 @@ class _Archive:
             raise ValueError(f"{self.where}: checkpoint entry {key!r} is not valid JSON "
                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
-    def history(self) -> History | None:
+    def history(self, snapshots: bool = True) -> History | None:
+        """The history, checked; its kernel snapshots read only if ``snapshots``."""
         if not self.texts["history"]:
             if self.epochs:
                 raise ValueError(f"{self.where}: checkpoint entry 'epochs' says {self.epochs} "
@@ -456,11 +489,13 @@ class _Archive:
         history = self.json("history")
         _check_history(history, self.epochs, self.where)
         _check_snapshots(self.members, self.texts["dtype"], self.epochs, True, self.where)
-        snapshots = {int(key.split("/", 1)[1]): self.array(key) for key in self.members
-                     if key.startswith("snapshot/")}
-        for key, kernels in snapshots.items():
-            _check_finite(kernels, f"snapshot/{key}", self.where)
-        history["kernel_snapshots"] = dict(sorted(snapshots.items()))
+        if not snapshots:
+            return history
+        kernels = {int(key.split("/", 1)[1]): self.array(key) for key in self.members
+                   if key.startswith("snapshot/")}
+        for key, value in kernels.items():
+            _check_finite(value, f"snapshot/{key}", self.where)
+        history["kernel_snapshots"] = dict(sorted(kernels.items()))
         return history
 
     def meta(self) -> dict:

@@ -1,13 +1,14 @@
 """Inference in chunks: predictions, loss and accuracy of a whole dataset, one chunk at a time.
 
 Memory stays that of one chunk, whatever the dataset's size: each chunk goes through the network
-with ``cache=False`` (no ``last_input``, windows or masks kept for a backward pass), and only its
-per-chunk totals, 0-d arrays on the device, are kept. Reading them is left to the caller, so an
-epoch's metrics still come to the host in one transfer however many chunks there were.
+without keeping anything for a backward pass, and only its totals, small arrays on the device,
+are kept. Reading them is left to the caller, so an epoch's metrics still come to the host in
+one transfer however many chunks there were.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,25 +16,26 @@ import array_api_extra as xpx
 from array_api_compat import device
 
 from . import _checks
-from .losses import sample_losses
+from .layers import to_rows
+from .losses import cross_entropy_columns, one_hot_columns, softmax_columns
 
-__all__ = ["DEFAULT_EVAL_BATCH_SIZE", "chunks", "predict", "totals", "TrainAndValidation",
-           "joint_totals"]
+__all__ = ["DEFAULT_EVAL_VALUES", "eval_batch_size", "chunks", "predict", "correct_count",
+           "totals_of", "TrainAndValidation"]
 
 Array = Any
 
-#: Images per chunk when none is given. Measured by ``benchmarks/memory.py --eval-batch-sizes``
-#: (predict on 24,000 28x28 images, CPU): 128 and 256 are the fastest per image (0.028 and 0.032
-#: ms on NumPy, 0.041 and 0.060 on torch), 1024 is twice as slow (the chunk's activations no
-#: longer fit the caches) and takes 110 MiB against 27. 256 keeps 8x8 sets like the chapter's
-#: in one or two chunks. On a GPU a larger chunk may pay: pass ``eval_batch_size``.
-DEFAULT_EVAL_BATCH_SIZE = 256
+#: Input values per chunk when no ``eval_batch_size`` is given: 256 images of 28x28, the size
+#: ``benchmarks/memory.py --eval-batch-sizes`` measured fastest per image with the least memory
+#: there; smaller images come in more per chunk (the chapter's 270 8x8 images in one). On a GPU
+#: a larger chunk may pay: pass ``eval_batch_size``.
+DEFAULT_EVAL_VALUES = 256 * 28 * 28
 
 
-def eval_batch_size(value: Any) -> int:
-    """``eval_batch_size`` checked: a positive integer (``None``: the default)."""
+def eval_batch_size(value: Any, image_shape: tuple[int, ...]) -> int:
+    """``eval_batch_size`` checked: a positive integer; ``None``: as many images of
+    ``image_shape`` as make ``DEFAULT_EVAL_VALUES`` input values."""
     if value is None:
-        return DEFAULT_EVAL_BATCH_SIZE
+        return max(1, DEFAULT_EVAL_VALUES // max(1, math.prod(image_shape)))
     return _checks.positive_int(value, "eval_batch_size")
 
 
@@ -44,11 +46,11 @@ def chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
 
 
 def predict(logits_of: Callable[[Array], Array], x: Array, size: int, xp: Any) -> Array:
-    """Arg-max class of every image of ``x``; ``logits_of(images)`` gives ``(images, classes)``
-    logits (``model.forward(images, check=False, cache=False)``, say)."""
+    """Arg-max class of every image of ``x``; ``logits_of(images)`` gives ``(classes, images)``
+    logits (``training.logits_of(model, shape)``)."""
     n, out = x.shape[0], None
     for start, stop in chunks(n, size):
-        part = xp.argmax(logits_of(x[start:stop, ...]), axis=1)
+        part = xp.argmax(logits_of(x[start:stop, ...]), axis=0)
         if stop - start == n:
             return part
         if out is None:
@@ -60,62 +62,58 @@ def predict(logits_of: Callable[[Array], Array], x: Array, size: int, xp: Any) -
     return out
 
 
-def totals(logits_of: Callable[[Array], Array], x: Array, y: Array, size: int, xp: Any,
-           loss: bool = True) -> tuple[Array | None, Array]:
-    """Summed cross-entropy (``None`` unless ``loss``) and number of correct predictions on
-    images ``x`` with labels ``y``, as 0-d arrays of ``x``'s dtype on its device; ``logits_of``
-    as for ``predict``.
-
-    Divide by ``x.shape[0]`` for the means: with one chunk, NumPy gives exactly ``mean``'s
-    result; with several, the sums differ from one whole sum in the last bits only.
-    """
-    loss_sum = correct = None
+def correct_count(logits_of: Callable[[Array], Array], x: Array, y: Array, size: int, xp: Any) -> Array:
+    """Number of correct predictions on ``x``, ``y``, a 0-d array on the device."""
+    total: Any = None
     for start, stop in chunks(x.shape[0], size):
-        logits = logits_of(x[start:stop, ...])
-        labels = y[start:stop, ...]
-        hits = xp.sum(xp.astype(xp.argmax(logits, axis=1) == labels, logits.dtype))
-        correct = hits if correct is None else correct + hits
-        if loss:
-            losses, _ = sample_losses(logits, labels, xp)
-            part = xp.sum(losses)
-            loss_sum = part if loss_sum is None else loss_sum + part
-    return loss_sum, correct
+        hits = xp.argmax(logits_of(x[start:stop, ...]), axis=0) == y[start:stop]
+        part = xp.sum(xp.astype(hits, x.dtype))
+        total = part if total is None else total + part
+    return total
+
+
+def totals_of(logits: Callable[[tuple, Array], Array], xp: Any) -> Callable[..., Array]:
+    """``totals(params, x, y, is_train)``: ``[correct predictions among the training images,
+    summed loss of the validation images, their correct predictions]`` for a chunk of images
+    ``x`` with labels ``y``, ``is_train`` marking (1.0) which of them are training images;
+    ``logits(params, rows)`` is the model's inference (``Program.logits``)."""
+    def totals(params: tuple, x: Array, y: Array, is_train: Array) -> Array:
+        scores = logits(params, to_rows(x, xp))
+        hits = xp.astype(xp.argmax(scores, axis=0) == y, x.dtype)
+        targets = one_hot_columns(y, scores.shape[0], x.dtype, xp)
+        losses = cross_entropy_columns(softmax_columns(scores, xp), targets, xp)
+        train_hits = xp.sum(hits * is_train)
+        return xp.stack([train_hits, xp.sum(losses * (1.0 - is_train)), xp.sum(hits) - train_hits])
+    return totals
 
 
 class TrainAndValidation:
-    """A fit's two datasets, measured at every epoch's end: ``totals(logits_of)`` gives the
-    training set's correct predictions and the validation set's summed loss and correct
-    predictions, 0-d arrays on the device.
-
-    When both fit in one chunk they go through the network together, in one forward pass, from
-    one copy of both made here (at most ``size`` images): at the chapter's size an epoch's
-    metrics cost about as many array calls as a training step, so halving them shows.
-    """
+    """A fit's two datasets in chunks of at most ``size`` images, measured at every epoch's end:
+    ``totals(chunk_totals)`` sums ``totals_of``'s vector over the chunks. When both sets fit in
+    one chunk they go through the network together, in one forward pass, from one copy of both
+    made here (at most ``size`` images)."""
 
     def __init__(self, x_train: Array, y_train: Array, x_val: Array, y_val: Array, size: int,
                  xp: Any) -> None:
-        self.sets, self.size, self.xp = (x_train, y_train, x_val, y_val), size, xp
-        self.n_train = x_train.shape[0]
-        self.joint = None
-        if self.n_train + x_val.shape[0] <= size:
-            self.joint = (xp.concat([x_train, x_val], axis=0), xp.concat([y_train, y_val], axis=0))
+        self.xp = xp
+        n_train, n_val = x_train.shape[0], x_val.shape[0]
+        where = device(x_train)
+        if n_train + n_val <= size:
+            marks = xp.concat([xp.ones((n_train,), dtype=x_train.dtype, device=where),
+                               xp.zeros((n_val,), dtype=x_train.dtype, device=where)])
+            self.chunks = [(xp.concat([x_train, x_val], axis=0), xp.concat([y_train, y_val]), marks)]
+            return
+        self.chunks = []
+        for x, y, mark in ((x_train, y_train, 1.0), (x_val, y_val, 0.0)):
+            for start, stop in chunks(x.shape[0], size):
+                marks = xp.full((stop - start,), mark, dtype=x.dtype, device=where)
+                self.chunks.append((x[start:stop, ...], y[start:stop], marks))
 
-    def totals(self, logits_of: Callable[[Array], Array]) -> tuple[Array, Array, Array]:
-        xp, n = self.xp, self.n_train
-        if self.joint is None:
-            x_train, y_train, x_val, y_val = self.sets
-            _, train_correct = totals(logits_of, x_train, y_train, self.size, xp, loss=False)
-            val_loss, val_correct = totals(logits_of, x_val, y_val, self.size, xp)
-            assert val_loss is not None
-            return train_correct, val_loss, val_correct
-        return joint_totals(logits_of, *self.joint, n, xp)
-
-
-def joint_totals(logits_of: Callable[[Array], Array], x: Array, y: Array, n_train: int,
-                 xp: Any) -> tuple[Array, Array, Array]:
-    """``TrainAndValidation.totals`` of the first ``n_train`` images of ``x`` (the training set)
-    and the rest (the validation set), in one forward pass."""
-    logits = logits_of(x)
-    hits = xp.astype(xp.argmax(logits, axis=1) == y, logits.dtype)
-    losses, _ = sample_losses(logits[n_train:, ...], y[n_train:], xp)
-    return xp.sum(hits[:n_train]), xp.sum(losses), xp.sum(hits[n_train:])
+    def totals(self, chunk_totals: Callable[[Array, Array, Array], Array]) -> tuple[Array, Array, Array]:
+        """``(training set's correct predictions, validation loss summed, validation's correct
+        predictions)`` as 0-d arrays on the device."""
+        total: Any = None
+        for x, y, marks in self.chunks:
+            part = chunk_totals(x, y, marks)
+            total = part if total is None else total + part
+        return total[0], total[1], total[2]

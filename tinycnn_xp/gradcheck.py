@@ -1,4 +1,4 @@
-"""Gradient checking: analytic gradients from ``backward`` against central finite differences."""
+"""Gradient checking: the gradients a training step applies against central finite differences."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _checks
+from . import _checks, training
 from ._xp import as_data, as_labels, describe, dtype_name, namespace_of
-from .losses import softmax_cross_entropy
+from .layers import from_rows, to_rows
+from .losses import cross_entropy_columns, one_hot_columns, softmax_columns
 from .models import Sequential
 
 __all__ = ["numerical_gradient", "relative_error", "check_gradients"]
@@ -16,9 +17,17 @@ __all__ = ["numerical_gradient", "relative_error", "check_gradients"]
 Array = Any
 
 
-def _loss(model: Sequential, x: Array, y: Array, xp: Any) -> Array:
-    logits = model.forward(x, check=False, cache=False)
-    return softmax_cross_entropy(logits, y, check=False, xp=xp)[0]
+def _loss_of(model: Sequential, shape: tuple[int, ...], xp: Any) -> Any:
+    """``loss(x, targets)``: the mean cross-entropy of the model's inference with its current
+    parameters (nothing kept, no attribute set; compiled on JAX, where each of a finite
+    difference's many evaluations is then one dispatch)."""
+    program = model.program(shape)
+
+    def loss(params: tuple, x: Array, targets: Array) -> Array:
+        probabilities = softmax_columns(program.logits(params, to_rows(x, xp)), xp)
+        return xp.mean(cross_entropy_columns(probabilities, targets, xp))
+    compiled = training.compiled(model, ("loss", shape), loss)
+    return lambda x, targets: compiled(model.params(), x, targets)
 
 
 def _prepared(model: Any, x: Array, y: Array, epsilon: Any) -> Any:
@@ -27,7 +36,7 @@ def _prepared(model: Any, x: Array, y: Array, epsilon: Any) -> Any:
         raise TypeError(f"model must be a tinycnn_xp model (Sequential, TinyCNN, a preset), "
                         f"got {type(model).__name__}")
     _checks.positive_number(epsilon, "epsilon")
-    place = _checks.data(model, x, y)
+    place = _checks.dataset(model, x, y)
     if model.placement is None:
         model.to(place.xp, place.device, place.dtype)
     return place.xp
@@ -69,12 +78,15 @@ def _numerical_gradient(model: Sequential, x: Array, y: Array, param_array: Arra
     # The flat position of every entry, on the array's device: entry k is where it equals k.
     position = xp.reshape(xp.arange(size, device=place.device), shape)
 
+    loss = _loss_of(model, tuple(x.shape[1:]), xp)
+    targets = one_hot_columns(y, model.num_classes, x.dtype, xp)
+
     def loss_at(k: int, step: float) -> Array:
         perturbed = xp.where(position == k, param_array + step, param_array)
         if owner is None:  # the input
-            return _loss(model, perturbed, y, xp)
+            return loss(perturbed, targets)
         setattr(*owner, perturbed)
-        return _loss(model, x, y, xp)
+        return loss(x, targets)
 
     try:
         grad = [(loss_at(k, epsilon) - loss_at(k, -epsilon)) / (2 * epsilon) for k in range(size)]
@@ -94,21 +106,25 @@ def relative_error(analytic: Array, numeric: Array) -> float:
 def check_gradients(model: Any, x: Array, y: Array, epsilon: float = 1e-5) -> dict[str, float]:
     """Relative error of every parameter's gradient and of the input gradient, by name.
 
-    Runs one forward and backward pass for the analytic gradients, then finite differences for
-    each parameter (``'conv.weights'``, ``'dense.bias'``, ...) and for the input (``'input'``).
-    Needs float64 inputs (finite differences in float32 are too coarse to check anything).
-    Works on any backend; the model's parameters are the same arrays afterwards.
+    The analytic gradients are those a training step applies (``Program.gradients``, what
+    ``fit``'s step and ``loss_and_grad`` run), with the input's gradient too; the numeric ones are
+    central differences of the loss, for each parameter (``'conv.weights'``, ``'dense.bias'``,
+    ...) and for the input (``'input'``). Needs float64 inputs (finite differences in float32
+    are too coarse to check anything). Works on any backend; nothing of the model changes: its
+    parameters are the same arrays afterwards, and no gradient or cache is bound.
     """
     x, y = as_data(x), as_labels(y)
     _checks.floating_array(x, "x")
     if dtype_name(x.dtype) != "float64":
         raise TypeError(f"x: gradient checks need float64 inputs, got {dtype_name(x.dtype)}")
     xp = _prepared(model, x, y, epsilon)
-    _, _, d_logits = softmax_cross_entropy(model.forward(x, check=False), y, check=False, xp=xp)
-    d_input = model.backward(d_logits, check=False)
-    analytic = {name: getattr(layer, "d_" + attr) for name, layer, attr in model.parameters()}
+    targets = one_hot_columns(y, model.num_classes, x.dtype, xp)
+    grads, _, d_input = model.program(tuple(x.shape[1:])).gradients(
+        model.params(), to_rows(x, xp), targets, input_grad=True)
+    analytic = {name: grad for (name, _, _), grad in zip(model.parameters(), grads)}
     errors = {name: relative_error(analytic[name],
                                    _numerical_gradient(model, x, y, getattr(layer, attr), epsilon, xp))
               for name, layer, attr in model.parameters()}
-    errors["input"] = relative_error(d_input, _numerical_gradient(model, x, y, x, epsilon, xp))
+    errors["input"] = relative_error(from_rows(d_input, tuple(x.shape[1:]), xp),
+                                     _numerical_gradient(model, x, y, x, epsilon, xp))
     return errors

@@ -1,13 +1,23 @@
-"""Layers with their forward and backward passes side by side.
+"""Layers: each one's forward and backward math, written once, side by side.
 
-Every layer works on whatever array library its input comes from (NumPy, CuPy, torch,
-array-api-strict, ...) through the array API standard. Shapes follow the chapter:
-images are ``(batch, channels, height, width)``, features ``(batch, features)``.
+Every layer has two faces over one piece of math:
 
-Each public ``forward``/``backward`` checks its argument and takes the namespace from the layer's
-placement, then calls ``_forward``/``_backward``, which take ``xp`` explicitly. A model's training
-step calls ``forward(x, check=False)``, having checked its data once. State changes rebind the
-layer's attributes (``self.d_weights = ...``), never mutate an array another reference may hold.
+- ``apply(params, x, prep, ctx) -> (y, saved)`` and ``vjp(params, saved, dy, prep, ctx,
+  input_grad) -> (dx, grads)``: pure functions of arrays on **batch-last rows**, the layout every
+  model runs in. An image batch ``(batch, channels, height, width)`` travels as
+  ``(channels * height * width, batch)``, a feature batch ``(batch, features)`` as ``(features,
+  batch)``: a convolution is then one matrix product over the whole batch, and ``Flatten`` costs
+  nothing. ``prep`` holds what depends only on the input size (index maps, built once on the
+  device); ``ctx`` the namespace and the mode. Parameters come in and gradients go out in the
+  chapter's shapes. Nothing here reads or writes the layer's arrays: a model's training step is
+  these functions in a row (``models``), and JAX compiles it.
+- ``forward(x)`` / ``backward(d_output)`` / ``step(lr)``: the chapter's stateful API, in the
+  chapter's layout, thin wrappers around the pure pair: they keep ``last_input`` (and
+  ``MaxPool2D.last_mask``) and bind ``d_weights``, ``d_bias`` and the updated parameters to the
+  layer (``self.weights = ...``, never an in-place change, so immutable arrays work too).
+
+A fusion of neighbouring layers (``ConvReluMaxPool``, at the end) joins the layers' own pieces
+in another order; it is chosen by ``Sequential`` when the layers match and tested against them.
 """
 
 from __future__ import annotations
@@ -20,81 +30,169 @@ import numpy as np
 
 from . import _checks
 from ._windows import output_size, transpose_index, window_index
-from ._xp import Placement, as_data, dtype_name, move, placed, placement_of, to_numpy
+from ._xp import Placement, as_data, dtype_name, move, placed, to_numpy
 from .optim import sgd_update
 
 __all__ = ["Layer", "ParametrizedLayer", "Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "Flatten",
-           "Dense", "LAYERS", "layer_from_config", "parameter_shapes_from_config"]
+           "Dense", "LAYERS", "Context", "to_rows", "from_rows", "ConvReluMaxPool",
+           "layer_from_config", "parameter_shapes_from_config"]
 
 Array = Any  # any array-API array
 
 
-class Layer:
-    """Base class: placement on the first input's library/device/dtype, and the public wrappers.
+class Context(NamedTuple):
+    """What a pure ``apply``/``vjp`` needs besides arrays: the namespace, and whether the call is
+    part of training (``False``: inference, where nothing need be kept for a backward pass)."""
 
-    Subclasses implement ``_forward(x, xp, cache)`` and ``_backward(d_output, xp, input_grad)``
-    side by side; ``forward``/``backward`` check their argument and resolve the namespace first.
+    xp: Any
+    train: bool = True
+
+
+def to_rows(x: Array, xp: Any) -> Array:
+    """``(batch, *features)`` -> ``(prod(features), batch)``: batch-last rows (a view)."""
+    return xp.reshape(x, (x.shape[0], -1)).mT
+
+
+def from_rows(rows: Array, shape: tuple[int, ...], xp: Any) -> Array:
+    """Batch-last rows -> ``(batch, *shape)``, the chapter's layout."""
+    return xp.reshape(rows.mT, (rows.shape[1], *shape))
+
+
+class Layer:
+    """Base class: placement on the first input's library/device/dtype, the chapter's wrappers.
+
+    A subclass implements ``apply``/``vjp`` (and ``prepare`` if it needs constants per input
+    size, ``output_shape`` if it changes the shape). A subclass written in the chapter's style
+    instead, overriding ``forward(x)``/``backward(d_output)`` in the chapter's layout and storing
+    ``d_<name>`` for each of ``param_names``, trains too: the default ``apply``/``vjp`` call it.
     """
 
     #: names of trainable parameter attributes; each has a gradient ``d_<name>``.
     param_names: tuple[str, ...] = ()
     #: constructor arguments that rebuild this layer (``type(layer)(**layer.config())``).
     config_names: tuple[str, ...] = ()
+    #: a layer with parameters keeps a momentum velocity per name (Exercise 24.1)
+    velocity: dict[str, Array]
 
     def __init__(self) -> None:
-        self.last_input: Array = None  # the last forward input (``None`` before one)
         self.placement: Placement | None = None
-        self._index_cache: dict = {}  # device-side index arrays, per input size
+        self._seen: Any = None     # the last forward's input: ``.input()`` gives it
+        self._saved: Any = None    # (what ``apply`` kept, input shape) of this layer's own forward
+        self._prepared: dict = {}  # input shape -> ``prepare``'s constants, on the device
 
     def config(self) -> dict[str, int]:
         """The constructor arguments of this layer, e.g. for a checkpoint."""
         return {name: getattr(self, name) for name in self.config_names}
 
+    def params(self) -> tuple[Array, ...]:
+        """The current parameter arrays, in ``param_names`` order."""
+        return tuple(getattr(self, name) for name in self.param_names)
+
     # -- shape contract ------------------------------------------------------------------------
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         """Output shape for an input of ``shape``; ``ValueError`` naming ``name`` if it does not fit."""
-        if len(shape) < 1 or shape[0] < 1:
-            raise ValueError(f"{name}: {type(self).__name__} expects a non-empty batch (batch, ...), "
-                             f"got shape {shape}")
+        _checks.non_empty_batch(shape, name, type(self).__name__)
         return tuple(shape)
 
-    # -- public API ----------------------------------------------------------------------------
-    def forward(self, x: Array, *, check: bool = True, cache: bool = True) -> Array:
-        """This layer's output for ``x``; the first input places the layer on its device.
+    # -- the math --------------------------------------------------------------------------------
+    def prepare(self, shape: tuple[int, ...], place: Placement) -> Any:
+        """Constants of ``apply``/``vjp`` for inputs of per-sample ``shape`` (default: the shape)."""
+        return shape
 
-        ``cache=False`` keeps nothing for ``backward`` (inference). ``check=False`` skips the
-        argument checks and the placement: for loops that placed the layer and checked their
-        data once (a model's training step); ``x`` must then already fit the layer.
+    def prepared(self, shape: tuple[int, ...]) -> Any:
+        """``prepare(shape, placement)``, built once per input size."""
+        prep = self._prepared.get(shape)
+        if prep is None:
+            prep = self._prepared[shape] = self.prepare(shape, placed(self))
+        return prep
+
+    def apply(self, params: tuple, x: Array, prep: Any, ctx: Context) -> tuple[Array, Any]:
+        """``(y, saved)``: the output rows for input rows ``x``, and what ``vjp`` needs."""
+        if type(self).forward is Layer.forward:
+            raise NotImplementedError(f"{type(self).__name__} implements neither apply nor forward")
+        # A chapter-style layer: its own forward, in the chapter's layout (not pure: it keeps
+        # its own caches, so it trains eagerly, never inside a compiled step).
+        y = self.forward(from_rows(x, prep, ctx.xp))
+        return to_rows(y, ctx.xp), tuple(y.shape[1:])
+
+    def vjp(self, params: tuple, saved: Any, dy: Array, prep: Any, ctx: Context,
+            input_grad: bool = True) -> tuple[Array | None, tuple]:
+        """``(dx, grads)``: the input rows' gradient (``None`` if not ``input_grad``) and the
+        parameters' gradients (chapter shapes), from the output rows' gradient ``dy``."""
+        if type(self).backward is Layer.backward:
+            raise NotImplementedError(f"{type(self).__name__} implements neither vjp nor backward")
+        dx = self.backward(from_rows(dy, saved, ctx.xp))
+        grads = tuple(getattr(self, "d_" + name) for name in self.param_names)
+        return (to_rows(dx, ctx.xp) if input_grad else None), grads
+
+    @property
+    def pure(self) -> bool:
+        """Whether ``apply``/``vjp`` are this class's own pure functions (not the chapter-style
+        adapter): only then may a training step be compiled."""
+        return type(self).apply is not Layer.apply
+
+    # -- the chapter's API ---------------------------------------------------------------------
+    def forward(self, x: Array, **deprecated: Any) -> Array:
+        """This layer's output for ``x`` (chapter layout); the first input places the layer."""
+        _checks.deprecated("forward", deprecated)
+        x = as_data(x)
+        place, out_shape = _checks.images(self, x, "x")
+        if self.placement is None:
+            self.to(place.xp, place.device, place.dtype)
+        xp, shape = placed(self).xp, tuple(x.shape[1:])
+        y, saved = self.apply(self.params(), to_rows(x, xp), self.prepared(shape), Context(xp))
+        self._seen, self._saved = _Seen(x), (saved, tuple(x.shape))
+        return from_rows(y, out_shape[1:], xp)
+
+    def backward(self, d_output: Array, *, input_grad: bool = True, **deprecated: Any) -> Array | None:
+        """Gradient with respect to this layer's last input; binds ``d_<name>`` for its parameters.
+
+        ``input_grad=False`` skips the input gradient and returns ``None`` (the first layer's is
+        never used in training).
         """
-        if check:
-            x = as_data(x)
-            place, _ = _checks.images(self, x, "x")
-            if self.placement is None:
-                self.to(place.xp, place.device, place.dtype)
-        return self._forward(x, placed(self).xp, cache)
+        _checks.deprecated("backward", deprecated)
+        d_output = as_data(d_output)
+        saved, shape = self._last_saved()
+        _checks.gradient(d_output, self.output_shape(shape), self.placement, type(self).__name__)
+        xp = placed(self).xp
+        dx, grads = self.vjp(self.params(), saved, to_rows(d_output, xp), self.prepared(shape[1:]),
+                             Context(xp), input_grad)
+        self.bind_gradients(grads)
+        return None if dx is None else from_rows(dx, shape[1:], xp)
 
-    def backward(self, d_output: Array, *, check: bool = True, input_grad: bool = True) -> Array | None:
-        """Gradient with respect to this layer's last input; stores parameter gradients.
+    def _last_saved(self) -> tuple[Any, tuple[int, ...]]:
+        """``(what apply kept, input shape)`` of the last forward: this layer's own, or recomputed
+        from its input in the last model pass (a model keeps only what its own backward needs)."""
+        if self._saved is None:
+            x = self.last_input
+            if self.placement is None or x is None:
+                raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+            xp = placed(self).xp
+            _, saved = self.apply(self.params(), to_rows(x, xp), self.prepared(tuple(x.shape[1:])),
+                                  Context(xp))
+            self._saved = (saved, tuple(x.shape))
+        return self._saved
 
-        ``input_grad=False`` skips the input gradient (returns ``None`` where that saves work:
-        the first layer's is never used in training).
-        """
-        if check:
-            d_output = as_data(d_output)
-            self._check_gradient(d_output)
-        return self._backward(d_output, placed(self).xp, input_grad)
+    def bind_gradients(self, grads: tuple) -> None:
+        for name, grad in zip(self.param_names, grads):
+            setattr(self, "d_" + name, grad)
 
-    def _check_gradient(self, d_output: Array) -> None:
-        if self.placement is None or self.last_input is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        xp = _checks.floating_array(d_output, "d_output")
-        # The dtype too: a float64 gradient would make a float32 layer's d_weights float64.
-        _checks.compatible(self.placement, placement_of(d_output), type(self).__name__, "d_output")
-        expected = self.output_shape(tuple(self.last_input.shape))
-        if tuple(d_output.shape) != expected:
-            raise ValueError(f"d_output must have the shape of the last forward output {expected}, "
-                             f"got {tuple(d_output.shape)}")
-        _checks.finite(d_output, xp, "d_output")
+    @property
+    def last_input(self) -> Array | None:
+        """The input of the last forward pass (chapter layout), or ``None`` before one.
+
+        After a model's pass (``forward``, ``loss_and_grad``, the last step of ``fit``) it is this
+        layer's input in that pass, recomputed from the pass's input and parameters when first
+        read (a model keeps only what its backward needs)."""
+        return None if self._seen is None else self._seen.input()
+
+    @last_input.setter
+    def last_input(self, value: Array | None) -> None:
+        self._seen, self._saved = (None if value is None else _Seen(value)), None
+
+    def remember(self, seen: Any) -> None:
+        """A model's pass went through this layer: ``seen.input()`` will give its input."""
+        self._seen, self._saved = seen, None
 
     # -- placement -----------------------------------------------------------------------------
     def to(self, xp: Any, device: Any = None, dtype: Any = None) -> Layer:
@@ -106,13 +204,7 @@ class Layer:
 
     def _move_to(self, place: Placement) -> None:
         self.placement = place
-        self._index_cache = {}
-
-    def _forward(self, x: Array, xp: Any, cache: bool) -> Array:
-        raise NotImplementedError
-
-    def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array | None:
-        raise NotImplementedError
+        self._prepared, self._seen, self._saved = {}, None, None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -134,6 +226,18 @@ class Layer:
         new = type(self).__new__(type(self))
         new.__dict__.update(self.__dict__)
         return new
+
+
+class _Seen:
+    """The input of a layer's own ``forward`` call."""
+
+    __slots__ = ("x",)
+
+    def __init__(self, x: Array) -> None:
+        self.x = x
+
+    def input(self) -> Array:
+        return self.x
 
 
 def _rebuild_layer(cls: type[Layer], config: dict[str, Any], arrays: dict[str, Any]) -> Layer:
@@ -187,17 +291,20 @@ class ParametrizedLayer(Layer):
             self.velocity[name] = move(self.velocity[name], place, place.dtype)
         super()._move_to(place)
 
-    def step(self, lr: float, momentum: float = 0.0, *, check: bool = True) -> None:
+    def step(self, lr: float, momentum: float = 0.0, **deprecated: Any) -> None:
         """Gradient descent: ``v <- momentum * v + grad``, ``param <- param - lr * v``.
 
         With ``momentum=0`` this is exactly the chapter's plain update ``param -= lr * grad``.
-        The new arrays are bound to the layer (``self.weights = ...``): nothing is changed in
-        place, so the same code is right for immutable arrays (JAX).
+        The new arrays are bound to the layer (``self.weights = ...``).
         """
-        if check:
-            _checks.learning_rate(lr)
-            _checks.momentum(momentum)
-        sgd_update(self, lr, momentum)
+        _checks.deprecated("step", deprecated)
+        lr, momentum = _checks.learning_rate(lr), _checks.momentum(momentum)
+        names = self.param_names
+        params, velocities = sgd_update(self.params(), tuple(getattr(self, "d_" + n) for n in names),
+                                        tuple(self.velocity[n] for n in names), lr, momentum or None)
+        for name, param, velocity in zip(names, params, velocities):
+            setattr(self, name, param)
+            self.velocity[name] = velocity
 
     def _host_arrays(self) -> dict[str, Any]:
         arrays: dict[str, Any] = {}
@@ -212,75 +319,92 @@ class ParametrizedLayer(Layer):
         return int(sum(math.prod(getattr(self, name).shape) for name in self.param_names))
 
 
-class _WindowMaps(NamedTuple):
-    """Everything a windowed layer needs for one input size, on the layer's device."""
+# -- windows: what convolution and pooling share ------------------------------------------------
+class _Windows(NamedTuple):
+    """Index maps of a windowed layer for one input size, on the layer's device.
 
-    gather: Array            # flat pixel index of every (window element, position)
-    scatter: Array           # the transposed map: window slots that read each pixel
-    fan: int                 # window slots per pixel in ``scatter`` (1 for non-overlapping pools)
-    scatter_pads: bool       # ``scatter`` uses the zero slot (pixels read by fewer windows)
-    gather_pads: bool        # ``gather`` reads the zero padding slot
+    ``gather`` picks, from the input rows with a zero row (for padding) and, for a convolution, a
+    row of ones (for its bias) appended, the rows of every window element at every
+    output position. ``scatter`` is its transpose: ``fan`` groups of ``in_rows`` indices into the
+    gathered rows' gradient whose sum is each input row's gradient; a row read fewer than ``fan``
+    times reads ``zero``, a gradient row that is zero (a convolution's bias tap, whose gradient
+    the backward product leaves zero) or, if ``zero`` is the row count, a zero row to append.
+    """
+
+    gather: Array
+    pads: bool               # a zero row is appended to the input (windows read padding) ...
+    ones: bool               # ... then a row of ones (a convolution's bias tap)
+    scatter: Array
+    fan: int
+    zero: int | None         # the gradient row read for padding (None: no padding)
+    in_rows: int
     out_hw: tuple[int, int]  # output height and width
+    positions: int           # output positions computed (all, or those a fused pool reads)
 
 
-class _Windowed(Layer):
-    """Shared machinery of convolution and pooling: windows by one gather, and its transpose."""
-
-    window: int
-    stride: int
-    padding: int = 0
-
-    def _windows(self, height: int, width: int) -> _WindowMaps:
-        """Device index arrays for this input size (built on the host once, moved once)."""
-        key = (height, width)
-        cached = self._index_cache.get(key)
-        if cached is None:
-            # (window element, position): reductions over a window run along a middle axis with
-            # long contiguous rows, far faster than along a short last axis.
-            index = window_index(height, width, self.window, self.stride, self.padding)
-            back = transpose_index(index, height * width)
-            place = placed(self)
-            cached = _WindowMaps(move(index.ravel(), place), move(back.ravel(), place),
-                                 back.shape[1], bool(np.any(back == index.size)),
-                                 bool(np.any(index == height * width)), self._out_hw(height, width))
-            self._index_cache[key] = cached
-        return cached
-
-    def _gather(self, x: Array, xp: Any) -> Array:
-        """All windows of ``x``: ``(batch, channels, height, width) -> (batch, channels, n)``."""
-        batch, channels, height, width = x.shape
-        maps = self._windows(height, width)
-        flat = xp.reshape(x, (batch, channels, height * width))
-        if maps.gather_pads:  # one zero slot per image stands for the whole zero border
-            zero = xp.zeros((batch, channels, 1), dtype=x.dtype, device=placed(self).device)
-            flat = xp.concat([flat, zero], axis=2)
-        return xp.take(flat, maps.gather, axis=2)
-
-    def _scatter(self, grad: Array, xp: Any, input_shape: tuple[int, ...]) -> Array:
-        """Backward of ``_gather``: sum each window element's gradient onto the pixel it read."""
-        batch, channels, height, width = input_shape
-        maps = self._windows(height, width)
-        if maps.scatter_pads:  # pixels read by fewer than ``fan`` windows pad with a zero gradient
-            zero = xp.zeros((batch, channels, 1), dtype=grad.dtype, device=placed(self).device)
-            grad = xp.concat([grad, zero], axis=2)
-        gathered = xp.take(grad, maps.scatter, axis=2)
-        if maps.fan > 1:
-            gathered = xp.sum(xp.reshape(gathered, (batch, channels, height * width, maps.fan)),
-                              axis=3)
-        return xp.reshape(gathered, input_shape)
-
-    def _out_hw(self, height: int, width: int) -> tuple[int, int]:
-        return (output_size(height, self.window, self.stride, self.padding),
-                output_size(width, self.window, self.stride, self.padding))
+def _windows(shape: tuple[int, ...], window: int, stride: int, padding: int, place: Placement,
+             positions: np.ndarray | None = None, bias: bool = False, blocks: int = 1,
+             element_major: bool = False) -> _Windows:
+    """The maps of ``window`` x ``window`` windows every ``stride`` pixels of ``(channels, height,
+    width)`` inputs padded by ``padding``, gathered as rows ``(block, tap, position in block)``:
+    a tap is ``(channel, window element)``, or ``(window element, channel)`` if
+    ``element_major`` (a pool's); ``bias`` adds one more tap per block reading the row of ones.
+    ``positions`` picks and orders the output positions (default: all, row by row), in
+    ``blocks`` equal consecutive blocks (a fused pool's window elements)."""
+    channels, height, width = shape
+    pixels, in_rows = height * width, channels * height * width
+    index = window_index(height, width, window, stride, padding)  # (window element, position)
+    out_hw = (output_size(height, window, stride, padding), output_size(width, window, stride, padding))
+    if positions is not None:
+        index = index[:, positions]
+    sources = np.where(index[None] == pixels, in_rows,  # the zero row, appended after the input
+                       np.arange(channels)[:, None, None] * pixels + index[None])
+    if element_major:
+        sources = np.transpose(sources, (1, 0, 2))
+    taps, npos = sources.shape[0] * sources.shape[1], sources.shape[2]
+    rows = np.transpose(sources.reshape(taps, blocks, npos // blocks), (1, 0, 2))
+    pads = bool(np.any(sources == in_rows))
+    if bias:  # the tap reading the row of ones, after the zero row if there is one
+        rows = np.concatenate([rows, np.full((blocks, 1, npos // blocks), in_rows + pads)], axis=1)
+    flat = rows.reshape(-1)
+    reads = np.flatnonzero(flat < in_rows)  # gathered rows that carry a gradient back
+    back = transpose_index(flat[reads], in_rows)  # (in_rows, fan), padded with reads.size
+    padded = back == reads.size
+    zero = (taps * (npos // blocks) if bias else flat.size) if padded.any() else None  # a bias tap
+    back = np.where(padded, zero if zero is not None else 0, reads[np.where(padded, 0, back)]
+                    if reads.size else 0)
+    return _Windows(move(flat, place), pads, bias, move(back.T.reshape(-1), place), back.shape[1],
+                    zero, in_rows, out_hw, npos)
 
 
-class Conv2D(_Windowed, ParametrizedLayer):
+def _gather(x: Array, maps: _Windows, xp: Any) -> Array:
+    """The window rows of ``x`` (batch-last rows): ``take`` by ``maps.gather``."""
+    if maps.pads or maps.ones:
+        first = x[:1, ...]  # *_like: on x's device, in its dtype
+        x = xp.concat([x, *[xp.zeros_like(first)] * maps.pads, *[xp.ones_like(first)] * maps.ones],
+                      axis=0)
+    return xp.take(x, maps.gather, axis=0)
+
+
+def _scatter(rows: Array, maps: _Windows, xp: Any) -> Array:
+    """The transpose of ``_gather``: sum each gathered row's gradient onto the row it read."""
+    if maps.zero is not None and maps.zero == rows.shape[0]:  # no zero row among them: append one
+        rows = xp.concat([rows, xp.zeros_like(rows[:1, ...])], axis=0)
+    gathered = xp.take(rows, maps.scatter, axis=0)
+    if maps.fan == 1:
+        return gathered
+    return xp.sum(xp.reshape(gathered, (maps.fan, maps.in_rows, rows.shape[1])), axis=0)
+
+
+class Conv2D(ParametrizedLayer):
     """2-D cross-correlation: ``weights`` ``(out_channels, in_channels, k, k)``, ``bias`` ``(out_channels,)``.
 
-    Forward gathers every k x k patch of the batch at once ("im2col") and applies all filters with
-    one matrix product. Backward reuses those patches: ``d_weights`` is the correlation of the input
-    with the upstream gradient; the input gradient multiplies by the transposed filters and scatters
-    each patch back, which is the chapter's full convolution with the 180-degree rotated kernel.
+    Forward gathers every k x k patch of the batch at once ("im2col": rows ``(tap, position)``
+    of batch columns) and applies all filters with one matrix product; the bias rides in it, as
+    one more tap reading a row of ones. Backward reuses the patches: ``d_weights`` is the
+    correlation of the input with the upstream gradient; the input gradient multiplies by the
+    transposed filters and scatters each patch back, which is the chapter's full convolution with
+    the 180-degree rotated kernel.
     """
 
     config_names = ("in_channels", "out_channels", "kernel_size", "stride", "padding")
@@ -290,11 +414,10 @@ class Conv2D(_Windowed, ParametrizedLayer):
         super().__init__()
         self.in_channels = _checks.positive_int(in_channels, "in_channels")
         self.out_channels = _checks.positive_int(out_channels, "out_channels")
-        self.kernel_size = self.window = _checks.positive_int(kernel_size, "kernel_size")
+        self.kernel_size = _checks.positive_int(kernel_size, "kernel_size")
         self.stride = _checks.positive_int(stride, "stride")
         self.padding = _checks.non_negative_int(padding, "padding")
         self.reset_parameters(seed)
-        self._cols: Array = None
 
     def reset_parameters(self, seed: int | None) -> None:
         k = self.kernel_size
@@ -312,32 +435,30 @@ class Conv2D(_Windowed, ParametrizedLayer):
 
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         _checks.image_shape(shape, self.in_channels, self.kernel_size, self.padding, name, repr(self))
-        return (shape[0], self.out_channels, *self._out_hw(shape[2], shape[3]))
+        k, s, p = self.kernel_size, self.stride, self.padding
+        return (shape[0], self.out_channels, output_size(shape[2], k, s, p),
+                output_size(shape[3], k, s, p))
 
-    def _forward(self, x: Array, xp: Any, cache: bool) -> Array:
-        batch, _, height, width = x.shape
-        out_h, out_w = self._windows(height, width).out_hw
-        taps = self.in_channels * self.kernel_size ** 2
-        cols = xp.reshape(self._gather(x, xp), (batch, taps, out_h * out_w))
-        if cache:
-            self.last_input, self._cols = x, cols
-        filters = xp.reshape(self.weights, (self.out_channels, taps))
-        out = filters @ cols + self.bias[:, None]
-        return xp.reshape(out, (batch, self.out_channels, out_h, out_w))
+    def prepare(self, shape: tuple[int, ...], place: Placement,
+                positions: np.ndarray | None = None, blocks: int = 1) -> _Windows:
+        """Patch maps for ``(channels, height, width)`` inputs; ``positions``: the output positions
+        to compute, in order (default all, row by row), in ``blocks`` (a fused pool's windows)."""
+        return _windows(shape, self.kernel_size, self.stride, self.padding, place, positions,
+                        bias=True, blocks=blocks)
 
-    def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array | None:
-        batch, _, out_h, out_w = d_output.shape
-        d_out = xp.reshape(d_output, (batch, self.out_channels, out_h * out_w))
-        self.d_bias = xp.sum(d_out, axis=(0, 2))
-        # sum over the batch of d_out_b @ cols_b^T: one batched matmul, no transposed copies
-        d_filters = xp.sum(d_out @ xp.matrix_transpose(self._cols), axis=0)
-        self.d_weights = xp.reshape(d_filters, self.weights.shape)
-        if not input_grad:  # the first layer's input gradient is never used in training
-            return None
-        filters = xp.reshape(self.weights, (self.out_channels, -1))
-        d_cols = xp.matrix_transpose(filters) @ d_out  # (batch, in_channels*k*k, positions)
-        d_cols = xp.reshape(d_cols, (batch, self.in_channels, -1))
-        return self._scatter(d_cols, xp, tuple(self.last_input.shape))
+    def apply(self, params: tuple, x: Array, prep: _Windows, ctx: Context) -> tuple[Array, Any]:
+        cols, filters = _patches(x, prep, None, ctx.xp), _filters(params, ctx.xp)
+        z = filters @ cols  # (out_channels, positions x batch)
+        return ctx.xp.reshape(z, (-1, x.shape[1])), ((cols, filters) if ctx.train else None)
+
+    def vjp(self, params: tuple, saved: Any, dy: Array, prep: _Windows, ctx: Context,
+            input_grad: bool = True) -> tuple[Array | None, tuple]:
+        xp, (cols, filters) = ctx.xp, saved
+        d_z = xp.reshape(dy, (filters.shape[0], -1))
+        grads = _filter_grads(d_z @ cols.mT, params, xp)
+        if not input_grad:
+            return None, grads
+        return _scatter(_patch_grads(filters, d_z, dy.shape[1], xp), prep, xp), grads
 
     def __repr__(self) -> str:
         extra = "".join(f", {n}={getattr(self, n)}" for n in ("stride", "padding")
@@ -345,20 +466,75 @@ class Conv2D(_Windowed, ParametrizedLayer):
         return f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}{extra})"
 
 
+def _patches(x: Array, maps: _Windows, blocks: int | None, xp: Any) -> Array:
+    """``(blocks, taps + 1, positions in a block x batch)`` (2-D ``(taps + 1, positions x
+    batch)`` if ``blocks`` is None): every patch of the rows ``x``, and the bias tap."""
+    cols = _gather(x, maps, xp)
+    shape = (-1, maps.positions * x.shape[1]) if blocks is None else (
+        blocks, -1, maps.positions // blocks * x.shape[1])
+    return xp.reshape(cols, shape)
+
+
+def _filters(params: tuple, xp: Any) -> Array:
+    """``(out_channels, taps + 1)``: the filters as rows, and the bias as one more tap."""
+    w, b = params
+    return xp.concat([xp.reshape(w, (w.shape[0], -1)), b[:, None]], axis=1)
+
+
+def _filter_grads(d_filters: Array, params: tuple, xp: Any) -> tuple[Array, Array]:
+    """``_filters``' gradient split into the weights' (chapter shape) and the bias'."""
+    return xp.reshape(d_filters[:, :-1], params[0].shape), d_filters[:, -1]
+
+
+def _patch_grads(filters: Array, d_z: Array, batch: int, xp: Any) -> Array:
+    """The patches' gradient as rows: the transposed filters times ``d_z``, with the bias tap's
+    rows zero (a zero column in place of the bias): ``_scatter`` reads them for padding."""
+    weights = xp.concat([filters[:, :-1], xp.zeros_like(filters[:, :1])], axis=1)
+    return xp.reshape(weights.mT @ d_z, (-1, batch))
+
+
 class ReLU(Layer):
     """Element-wise ``max(0, x)``; the gradient passes where the input was positive."""
 
-    def _forward(self, x: Array, xp: Any, cache: bool) -> Array:
-        if cache:
-            self.last_input = x
-        return xp.maximum(x, 0.0)
+    def apply(self, params: tuple, x: Array, prep: Any, ctx: Context) -> tuple[Array, Any]:
+        y = ctx.xp.maximum(x, 0.0)
+        return y, (y if ctx.train else None)
 
-    def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array:
-        # The chapter's d * (x > 0): the gradient at exactly 0 is 0, and NaN still propagates.
-        return d_output * xp.astype(self.last_input > 0.0, d_output.dtype)
+    def vjp(self, params: tuple, saved: Any, dy: Array, prep: Any, ctx: Context,
+            input_grad: bool = True) -> tuple[Array | None, tuple]:
+        # The chapter's d * (x > 0): sign of the output is that mask as a number, in one call.
+        return dy * ctx.xp.sign(saved), ()
 
 
-class _Pool2D(_Windowed):
+def _first_max(windows: Array, ranks: Array, xp: Any, train: bool = True) -> tuple[Array, Array | None]:
+    """The maximum over the first axis of ``windows`` ``(element, ...)``, and (if ``train``) which
+    element is the first maximum, as booleans of ``windows``' shape: with ties (all-zero windows
+    are common) the gradient must reach one element only, the first, as ``argmax`` would pick, or
+    it would be counted twice. ``ranks`` (``_ranks``) scores the tied elements, earlier higher."""
+    best = xp.max(windows, axis=0)
+    if not train:
+        return best, None
+    hits = windows == best[None, ...]
+    del windows  # the largest of a step's temporaries: let it go before the next ones come
+    score = xp.astype(hits, ranks.dtype)
+    del hits
+    score *= ranks  # in place: a local temporary
+    return best, score == xp.max(score, axis=0)[None, ...]
+
+
+def _ranks(elements: int, place: Placement) -> Array:
+    """``(elements, 1, 1)`` int8: ``elements, ..., 2, 1``, for ``_first_max``."""
+    return move(np.arange(elements, 0, -1, dtype=np.int8).reshape(-1, 1, 1), place)
+
+
+def _route(grad: Array, first: Array, xp: Any) -> Array:
+    """``_first_max``'s gradient: ``grad`` to the winning element of each window, zero elsewhere."""
+    routed = xp.astype(first, grad.dtype)
+    routed *= grad[None, ...]  # in place: a local temporary, the size of the windows
+    return routed
+
+
+class _Pool2D(Layer):
     """Pooling over ``pool_size`` windows every ``stride`` pixels (default: non-overlapping).
 
     Sizes that do not divide are floored, like the chapter: the last rows/columns are dropped.
@@ -368,29 +544,25 @@ class _Pool2D(_Windowed):
 
     def __init__(self, pool_size: int = 2, stride: int | None = None) -> None:
         super().__init__()
-        self.pool_size = self.window = _checks.positive_int(pool_size, "pool_size")
+        self.pool_size = _checks.positive_int(pool_size, "pool_size")
         self.stride = self.pool_size if stride is None else _checks.positive_int(stride, "stride")
 
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         _checks.image_shape(shape, None, self.pool_size, 0, name, repr(self))
-        return (shape[0], shape[1], *self._out_hw(shape[2], shape[3]))
+        q, s = self.pool_size, self.stride
+        return (shape[0], shape[1], output_size(shape[2], q, s, 0), output_size(shape[3], q, s, 0))
 
-    def _windows_of(self, x: Array, xp: Any) -> Array:
-        """``(batch, channels, window element, position)``: every window of ``x``."""
-        batch, channels, height, width = x.shape
-        positions = math.prod(self._windows(height, width).out_hw)
-        return xp.reshape(self._gather(x, xp), (batch, channels, self.pool_size ** 2, positions))
+    def prepare(self, shape: tuple[int, ...], place: Placement) -> _Windows:
+        return _windows(shape, self.pool_size, self.stride, 0, place, element_major=True)
 
-    def _to_image(self, pooled: Array, xp: Any, input_shape: tuple[int, ...]) -> Array:
-        """``(batch, channels, positions)`` -> ``(batch, channels, out_h, out_w)``."""
-        out_hw = self._windows(input_shape[2], input_shape[3]).out_hw
-        return xp.reshape(pooled, tuple(input_shape[:2]) + out_hw)
+    def _elements(self, x: Array, prep: _Windows, xp: Any) -> Array:
+        """``(window element, channel x position, batch)``: every window of ``x``."""
+        return xp.reshape(_gather(x, prep, xp), (self.pool_size ** 2, -1, x.shape[1]))
 
-    def _to_input(self, per_element: Array, xp: Any) -> Array:
-        """Scatter ``(batch, channels, window element, position)`` values back onto the input."""
-        batch, channels = per_element.shape[:2]
-        flat = xp.reshape(per_element, (batch, channels, -1))
-        return self._scatter(flat, xp, tuple(self.last_input.shape))
+    def _to_input(self, per_element: Array, prep: _Windows, xp: Any) -> Array:
+        """Gradients of the window elements ``(element, channel x position, batch)``, scattered
+        back onto the input rows."""
+        return _scatter(xp.reshape(per_element, (-1, per_element.shape[2])), prep, xp)
 
     def __repr__(self) -> str:
         extra = "" if self.stride == self.pool_size else f", stride={self.stride}"
@@ -404,87 +576,73 @@ class MaxPool2D(_Pool2D):
     1 where an element won its window (with overlapping windows: the number of windows it won).
     """
 
-    def __init__(self, pool_size: int = 2, stride: int | None = None) -> None:
-        super().__init__(pool_size, stride)
-        self._windows_and_max: Any = None  # (windows, their maxima) of the last forward
+    def prepare(self, shape: tuple[int, ...], place: Placement) -> Any:
+        return super().prepare(shape, place), _ranks(self.pool_size ** 2, place)
 
-    def _forward(self, x: Array, xp: Any, cache: bool) -> Array:
-        windows = self._windows_of(x, xp)
-        best = xp.max(windows, axis=2)
-        if cache:
-            self.last_input, self._windows_and_max = x, (windows, best)
-        return self._to_image(best, xp, tuple(x.shape))
+    def apply(self, params: tuple, x: Array, prep: Any, ctx: Context) -> tuple[Array, Any]:
+        maps, ranks = prep
+        return _first_max(self._elements(x, maps, ctx.xp), ranks, ctx.xp, ctx.train)
 
-    def _winners(self, xp: Any) -> Array:
-        """Boolean ``(batch, channels, window element, position)``: the first maximum of each window.
-
-        A loop over window offsets with boolean ops: ``argmax`` would do, but is many times slower
-        on every library we measured, and ties (all-zero windows after a ReLU are common) must go
-        to the first maximum only, or the gradient would be counted twice.
-        """
-        windows, best = self._windows_and_max
-        is_max = windows == best[:, :, None, :]
-        taken = is_max[:, :, 0, :]
-        firsts = [taken]
-        for k in range(1, self.pool_size ** 2):
-            firsts.append(is_max[:, :, k, :] & ~taken)
-            taken = taken | is_max[:, :, k, :]
-        return xp.stack(firsts, axis=2)
-
-    def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array:
-        batch, channels = d_output.shape[:2]
-        d_out = xp.reshape(d_output, (batch, channels, 1, -1))
-        return self._to_input(xp.astype(self._winners(xp), d_out.dtype) * d_out, xp)
+    def vjp(self, params: tuple, saved: Any, dy: Array, prep: Any, ctx: Context,
+            input_grad: bool = True) -> tuple[Array | None, tuple]:
+        return self._to_input(_route(dy, saved, ctx.xp), prep[0], ctx.xp), ()
 
     @property
     def last_mask(self) -> Array | None:
         """Input-shaped mask of the last forward pass's winners (computed when asked for)."""
-        if self._windows_and_max is None:
+        x = self.last_input
+        if x is None:
             return None
-        xp = placed(self).xp
-        return self._to_input(xp.astype(self._winners(xp), self.last_input.dtype), xp)
+        xp, shape = placed(self).xp, tuple(x.shape[1:])
+        prep = self.prepared(shape)
+        best, first = self.apply((), to_rows(x, xp), prep, Context(xp))
+        return from_rows(self._to_input(_route(xp.ones_like(best), first, xp), prep[0], xp), shape, xp)
 
 
 class AvgPool2D(_Pool2D):
     """Mean of each window; every element of a window receives ``1 / pool_size**2`` of its gradient."""
 
-    def _forward(self, x: Array, xp: Any, cache: bool) -> Array:
-        if cache:
-            self.last_input = x
-        return self._to_image(xp.mean(self._windows_of(x, xp), axis=2), xp, tuple(x.shape))
+    def apply(self, params: tuple, x: Array, prep: _Windows, ctx: Context) -> tuple[Array, Any]:
+        return ctx.xp.mean(self._elements(x, prep, ctx.xp), axis=0), None
 
-    def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array:
-        batch, channels = d_output.shape[:2]
-        share = xp.reshape(d_output, (batch, channels, 1, -1)) / (self.pool_size ** 2)
-        elements = (batch, channels, self.pool_size ** 2, share.shape[3])
-        return self._to_input(xp.broadcast_to(share, elements), xp)
+    def vjp(self, params: tuple, saved: Any, dy: Array, prep: _Windows, ctx: Context,
+            input_grad: bool = True) -> tuple[Array | None, tuple]:
+        elements = self.pool_size ** 2
+        share = ctx.xp.broadcast_to((dy / elements)[None, ...], (elements, *dy.shape))
+        return self._to_input(share, prep, ctx.xp), ()
 
 
 class Flatten(Layer):
-    """``(batch, channels, height, width) -> (batch, channels*height*width)``, and back."""
+    """``(batch, channels, height, width) -> (batch, channels*height*width)``, and back.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.last_shape: Any = None  # the last forward input's shape
+    In batch-last rows both are the same array: this layer's pure pair is the identity."""
 
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         if len(shape) < 2:
             raise ValueError(f"{name}: Flatten expects at least 2 dimensions (batch, ...), got shape {shape}")
-        if shape[0] < 1:  # reshape(x, (0, -1)) is ambiguous: NumPy and torch refuse it
-            raise ValueError(f"{name}: expected a non-empty batch, got shape {shape}")
+        _checks.non_empty_batch(shape, name, "Flatten")  # reshape(x, (0, -1)) is ambiguous
         return (shape[0], math.prod(shape[1:]))
 
-    def _forward(self, x: Array, xp: Any, cache: bool) -> Array:
-        if cache:
-            self.last_shape, self.last_input = tuple(x.shape), x
-        return xp.reshape(x, (x.shape[0], -1))
+    @property
+    def last_shape(self) -> tuple[int, ...] | None:
+        """The shape of the last forward pass's input (the chapter's attribute)."""
+        x = self.last_input
+        return None if x is None else tuple(x.shape)
 
-    def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array:
-        return xp.reshape(d_output, self.last_shape)
+    def apply(self, params: tuple, x: Array, prep: Any, ctx: Context) -> tuple[Array, Any]:
+        return x, None
+
+    def vjp(self, params: tuple, saved: Any, dy: Array, prep: Any, ctx: Context,
+            input_grad: bool = True) -> tuple[Array | None, tuple]:
+        return dy, ()
 
 
 class Dense(ParametrizedLayer):
-    """Fully connected ``y = x @ weights + bias`` with ``weights`` ``(in_features, out_features)``."""
+    """Fully connected ``y = x @ weights + bias`` with ``weights`` ``(in_features, out_features)``.
+
+    In batch-last rows: ``weights.T @ x + bias``; backward ``d_weights = x @ dy.T``,
+    ``d_bias = sum(dy)`` over the batch, ``dx = weights @ dy`` (the chapter's formulas, transposed).
+    """
 
     config_names = ("in_features", "out_features")
 
@@ -507,22 +665,68 @@ class Dense(ParametrizedLayer):
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
         if len(shape) != 2 or shape[1] != self.in_features:
             raise ValueError(f"{name}: {self!r} expects shape (batch, {self.in_features}), got {shape}")
-        if shape[0] < 1:
-            raise ValueError(f"{name}: expected a non-empty batch, got shape {shape}")
+        _checks.non_empty_batch(shape, name, repr(self))
         return (shape[0], self.out_features)
 
-    def _forward(self, x: Array, xp: Any, cache: bool) -> Array:
-        if cache:
-            self.last_input = x
-        return x @ self.weights + self.bias
+    def apply(self, params: tuple, x: Array, prep: Any, ctx: Context) -> tuple[Array, Any]:
+        w, b = params
+        return w.mT @ x + b[:, None], (x if ctx.train else None)
 
-    def _backward(self, d_output: Array, xp: Any, input_grad: bool) -> Array | None:
-        self.d_weights = self.last_input.T @ d_output
-        self.d_bias = xp.sum(d_output, axis=0)
-        return d_output @ self.weights.T if input_grad else None
+    def vjp(self, params: tuple, saved: Any, dy: Array, prep: Any, ctx: Context,
+            input_grad: bool = True) -> tuple[Array | None, tuple]:
+        w, _ = params
+        grads = (saved @ dy.mT, ctx.xp.sum(dy, axis=1))
+        return (w @ dy if input_grad else None), grads
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features})"
+
+
+# -- fusion --------------------------------------------------------------------------------------
+class ConvReluMaxPool:
+    """``Conv2D -> [ReLU] -> MaxPool2D(stride == pool_size) -> [ReLU]`` as one pure pair.
+
+    The convolution computes its output window element by window element (``Conv2D.prepare``'s
+    ``positions`` and ``blocks``): one product per element, ``(element, out_channels, pooled
+    positions x batch)``, so the pool's windows are whole contiguous blocks and its maximum is a
+    reduction over the first axis (``_first_max``). The ReLU runs after the pool, on a quarter of
+    the data: ``max(relu(a)) == relu(max(a))``, and the gradient reaches the same element either
+    way; its own gradient (it passes where the pooled value is positive) joins the pool's winners,
+    so the backward pass keeps one boolean mask. The pieces are the layers' own: the
+    convolution's ``_patches``/``_filters``/``_filter_grads``/``_patch_grads``/``_scatter``, the
+    pool's ``_first_max``/``_route``, ``ReLU.apply``.
+    """
+
+    def __init__(self, conv: Conv2D, pool: MaxPool2D, relu: ReLU | None,
+                 shape: tuple[int, ...], place: Placement) -> None:
+        out_h, out_w = conv.output_shape((1, *shape))[2:]
+        q = pool.pool_size
+        rows, cols = (out_h // q) * q, (out_w // q) * q
+        grid = np.arange(out_h * out_w).reshape(out_h, out_w)[:rows, :cols]
+        # (window element, pooled position): element (p, r) of every window, row by row.
+        order = grid.reshape(rows // q, q, cols // q, q).transpose(1, 3, 0, 2).reshape(-1)
+        self.relu, self.elements, self.ranks = relu, q * q, _ranks(q * q, place)
+        self.maps = conv.prepare(shape, place, positions=order, blocks=q * q)
+
+    def apply(self, params: tuple, x: Array, ctx: Context) -> tuple[Array, Any]:
+        xp, batch = ctx.xp, x.shape[1]
+        cols, filters = _patches(x, self.maps, self.elements, xp), _filters(params, xp)
+        # (element, out_channels, pooled positions x batch): the products, reduced at once
+        best, first = _first_max(filters @ cols, self.ranks, xp, ctx.train)
+        if self.relu:
+            best, _ = self.relu.apply((), best, None, Context(xp, train=False))
+            if first is not None:  # the ReLU's gradient: only where the pooled value is positive
+                first &= (best > 0.0)[None, ...]  # in place: a local temporary
+        return xp.reshape(best, (-1, batch)), ((cols, filters, first) if ctx.train else None)
+
+    def vjp(self, params: tuple, saved: Any, dy: Array, ctx: Context,
+            input_grad: bool = True) -> tuple[Array | None, tuple]:
+        xp, (cols, filters, first), batch = ctx.xp, saved, dy.shape[1]
+        d_z = _route(xp.reshape(dy, (filters.shape[0], -1)), first, xp)  # like the products
+        grads = _filter_grads(xp.sum(d_z @ cols.mT, axis=0), params, xp)
+        if not input_grad:
+            return None, grads
+        return _scatter(_patch_grads(filters, d_z, batch, xp), self.maps, xp), grads
 
 
 #: Every layer class by name: what a checkpoint's architecture may name (``layer_from_config``).

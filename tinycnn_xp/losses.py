@@ -1,4 +1,8 @@
-"""Softmax and the softmax cross-entropy loss with its gradient (the start of every backward pass)."""
+"""Softmax and the softmax cross-entropy loss with its gradient (the start of every backward pass).
+
+The math is written once, on ``(classes, batch)`` columns, the layout models run in;
+``softmax`` and ``softmax_cross_entropy`` are the chapter's ``(batch, classes)`` functions over it.
+"""
 
 from __future__ import annotations
 
@@ -7,69 +11,78 @@ from typing import Any
 from array_api_compat import device
 
 from . import _checks
-from ._xp import as_data, as_labels, namespace_of, placement_of
+from ._xp import as_data, as_labels, placement_of
 
-__all__ = ["softmax", "softmax_cross_entropy", "sample_losses", "one_hot"]
+__all__ = ["softmax", "softmax_cross_entropy", "softmax_columns", "cross_entropy_columns",
+           "cross_entropy_gradient", "one_hot_columns", "mean_of_batch_losses"]
 
 Array = Any
 
+def softmax_columns(logits: Array, xp: Any) -> Array:
+    """Softmax over the classes of ``(classes, batch)`` logits, stable for extreme values.
+
+    Subtracting each column's maximum leaves the result unchanged and keeps ``exp`` from
+    overflowing.
+    """
+    exp_values = xp.exp(logits - xp.max(logits, axis=0, keepdims=True))
+    return exp_values / xp.sum(exp_values, axis=0, keepdims=True)
+
+
+def cross_entropy_columns(probabilities: Array, targets: Array, xp: Any) -> Array:
+    """Per-sample cross-entropy ``(batch,)`` from probabilities and one-hot ``targets``, both
+    ``(classes, batch)``. The true-class probability (a sum that adds exact zeros: ``p[y_i, i]``
+    itself) is clipped to ``[1e-12, 1]`` before the log, as in the chapter; probabilities never
+    exceed 1, so the lower bound is all of the clip that acts."""
+    return -xp.log(xp.maximum(xp.sum(probabilities * targets, axis=0), 1e-12))
+
+
+def cross_entropy_gradient(probabilities: Array, targets: Array) -> Array:
+    """The gradient of the mean cross-entropy with respect to the logits, ``(classes, batch)``:
+    ``(probabilities - targets) / batch``."""
+    return (probabilities - targets) / targets.shape[1]
+
+
+def one_hot_columns(labels: Array, classes: int, dtype: Any, xp: Any) -> Array:
+    """``(batch,)`` integer labels -> ``(classes, batch)`` one-hot columns of ``dtype``."""
+    return xp.astype(xp.arange(classes, device=device(labels))[:, None] == labels, dtype)
+
+
+def mean_of_batch_losses(probabilities: Array, targets: Array, batch_size: int, xp: Any) -> Array:
+    """The mean of an epoch's per-batch mean losses (the chapter's ``train_loss``), a 0-d array,
+    from the epoch's probabilities and targets, ``(classes, n)`` in batch order: the batch
+    losses of a whole epoch at once, rather than a handful of small calls per step."""
+    losses = cross_entropy_columns(probabilities, targets, xp)
+    n = losses.shape[0]
+    full = n // batch_size
+    means = xp.mean(xp.reshape(losses[:full * batch_size], (full, batch_size)), axis=1)
+    if full * batch_size < n:  # a smaller last batch
+        means = xp.concat([means, xp.mean(losses[full * batch_size:], keepdims=True)])
+    return xp.mean(means)
+
 
 def softmax(logits: Array) -> Array:
-    """Row-wise softmax of ``(batch, classes)`` logits, stable for extreme values.
-
-    Subtracting each row's maximum leaves the result unchanged and keeps ``exp`` from overflowing.
-    """
+    """Row-wise softmax of ``(batch, classes)`` logits (``softmax_columns``, transposed)."""
     logits = as_data(logits)
     xp = _checks.logits(logits)
-    return _softmax(logits, xp)
+    return softmax_columns(logits.mT, xp).mT
 
 
-def _softmax(logits: Array, xp: Any) -> Array:
-    exp_values = xp.exp(logits - xp.max(logits, axis=1, keepdims=True))
-    return exp_values / xp.sum(exp_values, axis=1, keepdims=True)
-
-
-def one_hot(labels: Array, classes: int, dtype: Any, xp: Any) -> Array:
-    """``(batch,)`` integer labels -> ``(batch, classes)`` one-hot rows of ``dtype`` (unchecked)."""
-    return xp.astype(labels[:, None] == xp.arange(classes, device=device(labels)), dtype)
-
-
-def sample_losses(logits: Array, targets: Array, xp: Any) -> tuple[Array, Array]:
-    """Per-sample cross-entropy ``(batch,)`` and the probabilities, unchecked.
-
-    ``targets``: integer labels ``(batch,)``, or their one-hot rows ``(batch, classes)`` (``fit``
-    encodes its labels once, not at every step). The true-class probability is clipped to
-    ``[1e-12, 1]`` before the log, as in the chapter.
-    """
-    rows = targets if targets.ndim == 2 else one_hot(targets, logits.shape[1], logits.dtype, xp)
-    probabilities = _softmax(logits, xp)
-    true_class = xp.sum(probabilities * rows, axis=1)  # adds exact zeros: p[i, y_i] exactly
-    # Probabilities never exceed 1, so the lower bound is all of the clip that acts (and maximum
-    # is much cheaper than clip in some wrappers).
-    return -xp.log(xp.maximum(true_class, 1e-12)), probabilities
-
-
-def softmax_cross_entropy(logits: Array, targets: Array, *, check: bool = True,
-                          xp: Any = None) -> tuple[Array, Array, Array]:
-    """Mean cross-entropy of ``softmax(logits)`` against integer ``targets``.
+def softmax_cross_entropy(logits: Array, targets: Array, **deprecated: Any) -> tuple[Array, Array, Array]:
+    """Mean cross-entropy of ``softmax(logits)`` against integer ``targets`` ``(batch,)``.
 
     Returns ``(loss, probabilities, d_logits)``: ``loss`` is a 0-d array on the logits' device,
-    ``d_logits = (probabilities - one_hot(targets)) / batch`` its gradient with respect to the logits.
-    The true-class probability is clipped to ``[1e-12, 1]`` before the log, as in the chapter, so
-    the loss stays finite (at most ~27.6 per sample) however wrong the logits are.
-
-    ``check=False`` skips the argument checks (for loops that checked their data once); then
-    ``targets`` may also be one-hot rows ``(batch, classes)`` of the logits' dtype. ``xp``, the
-    logits' namespace, saves looking it up.
+    ``d_logits = (probabilities - one_hot(targets)) / batch`` its gradient with respect to the
+    ``(batch, classes)`` logits. The true-class probability is clipped to ``[1e-12, 1]`` before
+    the log, as in the chapter, so the loss stays finite (at most ~27.6 per sample) however wrong
+    the logits are. Labels outside ``[0, classes)`` are not looked for here (that is a pass over
+    the data): they give a one-hot row of zeros.
     """
-    if check:
-        logits, targets = as_data(logits), as_labels(targets)
-        xp = _checks.logits(logits)
-        _checks.labels(targets, logits.shape[0], logits.shape[1], "targets", "logits")
-        _checks.same_place(targets, placement_of(logits), "targets")
-    elif xp is None:
-        xp = namespace_of(logits)
-    rows = targets if targets.ndim == 2 else one_hot(targets, logits.shape[1], logits.dtype, xp)
-    losses, probabilities = sample_losses(logits, rows, xp)
-    d_logits = (probabilities - rows) / rows.shape[0]
-    return xp.mean(losses), probabilities, d_logits
+    _checks.deprecated("softmax_cross_entropy", deprecated)
+    logits, targets = as_data(logits), as_labels(targets)
+    xp = _checks.logits(logits)
+    _checks.labels(targets, logits.shape[0], "targets", "logits")
+    _checks.same_place(targets, placement_of(logits), "targets")
+    columns = one_hot_columns(targets, logits.shape[1], logits.dtype, xp)
+    probabilities = softmax_columns(logits.mT, xp)
+    loss = xp.mean(cross_entropy_columns(probabilities, columns, xp))
+    return loss, probabilities.mT, cross_entropy_gradient(probabilities, columns).mT

@@ -2,6 +2,11 @@
 
 ``Sequential`` is the general form; ``TinyCNN`` is the chapter's network as one preset of it.
 The model lives where its first input lives: the same code trains on NumPy, CuPy, torch, JAX, ...
+
+A model runs through a ``Program`` (one per input size and placement): its layers' pure
+``apply``/``vjp`` in a row on batch-last rows, neighbours fused where they match
+(``layers.ConvReluMaxPool``). The training step ``fit`` applies (``Program.train_step``), the
+chapter's ``loss_and_grad``/``backward``, ``check_gradients`` and inference all go through it.
 Training (``fit``) is in ``training``, inference in chunks in ``evaluation``, the file format in
 ``checkpoint``; the methods here delegate to them.
 """
@@ -13,25 +18,165 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+
 from . import _checks, checkpoint, evaluation, training
 from ._xp import Placement, as_data, as_labels, dtype_name, move, placed
 from .history import History
 from .layers import (
+    Context,
     Conv2D,
+    ConvReluMaxPool,
     Dense,
     Flatten,
     Layer,
     MaxPool2D,
     ParametrizedLayer,
     ReLU,
+    from_rows,
     layer_from_config,
     parameter_shapes_from_config,
+    to_rows,
 )
-from .losses import softmax_cross_entropy
+from .losses import cross_entropy_columns, cross_entropy_gradient, one_hot_columns, softmax_columns
+from .optim import sgd_update
 
-__all__ = ["Sequential", "TinyCNN", "MODELS"]
+__all__ = ["Sequential", "TinyCNN", "MODELS", "Program"]
 
 Array = Any
+
+
+class _Single:
+    """One layer as a stage of a ``Program``: its own pure pair with its prepared constants."""
+
+    def __init__(self, layer: Layer, shape: tuple[int, ...]) -> None:
+        self.layer, self.prep = layer, layer.prepared(shape)
+
+    def apply(self, params: tuple, x: Array, ctx: Context) -> tuple[Array, Any]:
+        return self.layer.apply(params, x, self.prep, ctx)
+
+    def vjp(self, params: tuple, saved: Any, dy: Array, ctx: Context,
+            input_grad: bool) -> tuple[Array | None, tuple]:
+        return self.layer.vjp(params, saved, dy, self.prep, ctx, input_grad)
+
+
+def _fusion(layers: Sequence[Layer], i: int, shape: tuple[int, ...], place: Placement) -> tuple[Any, int]:
+    """``(ConvReluMaxPool stage, layers it covers)`` if ``layers[i:]`` starts with ``Conv2D
+    [ReLU] MaxPool2D(stride == pool_size) [ReLU]`` (exact classes: a subclass may change the
+    math), else ``(None, 0)``."""
+    kinds = [type(layer) for layer in layers[i:i + 4]] + [None] * 4
+    if kinds[0] is not Conv2D:
+        return None, 0
+    j = 2 if kinds[1] is ReLU else 1
+    pool = layers[i + j] if kinds[j] is MaxPool2D else None
+    if pool is None or cast(MaxPool2D, pool).stride != cast(MaxPool2D, pool).pool_size:
+        return None, 0
+    out = layers[i].output_shape((1, *shape))
+    if min(out[2:]) < cast(MaxPool2D, pool).pool_size:
+        return None, 0
+    relu = layers[i + 1] if j == 2 else layers[i + j + 1] if kinds[j + 1] is ReLU else None
+    covered = j + 1 + (kinds[j + 1] is ReLU)  # relu(max(relu(z))) is relu(max(z)): one ReLU
+    stage = ConvReluMaxPool(cast(Conv2D, layers[i]), cast(MaxPool2D, pool),
+                              cast(ReLU, relu) if relu is not None else None, shape, place)
+    return stage, covered
+
+
+class Program:
+    """A model's pure functions for one input size and placement: its stages (single layers, or
+    a fusion of neighbours) in a row, on batch-last rows.
+
+    ``params`` is the flat tuple of every parameter in ``Sequential.parameters()`` order, in the
+    chapter's shapes; ``targets`` are one-hot ``(classes, batch)`` columns. Nothing here reads or
+    writes a layer's arrays, so ``training`` compiles ``train_step`` with ``jax.jit`` on JAX.
+    """
+
+    def __init__(self, layers: Sequence[Layer], shape: tuple[int, ...], place: Placement) -> None:
+        self.xp, self.shape = place.xp, tuple(shape)
+        #: ``(stage, first layer, layers covered, parameter slice)``
+        self.stages: list[tuple[Any, int, int, slice]] = []
+        i, start = 0, 0
+        while i < len(layers):
+            stage, covered = _fusion(layers, i, shape, place)
+            if stage is None:
+                stage, covered = _Single(layers[i], shape), 1
+            count = sum(len(layer.param_names) for layer in layers[i:i + covered])
+            self.stages.append((stage, i, covered, slice(start, start + count)))
+            for layer in layers[i:i + covered]:
+                shape = layer.output_shape((1, *shape))[1:]
+            i, start = i + covered, start + count
+        #: only layers with their own pure pair may be compiled (not chapter-style subclasses)
+        self.pure = all(layer.pure for layer in layers)
+        self._contexts = (Context(self.xp, train=False), Context(self.xp, train=True))
+
+    def forward(self, params: tuple, x: Array, train: bool = True) -> tuple[Array, list]:
+        """``(logits (classes, batch), what each stage kept)`` for input rows ``x``."""
+        ctx, saved = self._contexts[train], []
+        for stage, _, _, part in self.stages:
+            x, kept = stage.apply(params[part], x, ctx)
+            saved.append(kept)
+        return x, saved
+
+    def logits(self, params: tuple, x: Array) -> Array:
+        """Inference: ``(classes, batch)`` logits of input rows ``x``, nothing kept."""
+        return self.forward(params, x, train=False)[0]
+
+    def backward(self, params: tuple, saved: list, d_logits: Array,
+                 input_grad: bool = False) -> tuple[tuple, Array | None]:
+        """``(gradients of params, gradient of the input rows or None)`` from ``d_logits``."""
+        ctx, grads = self._contexts[True], [None] * len(params)
+        grad: Any = d_logits
+        for k in range(len(self.stages) - 1, -1, -1):
+            stage, _, _, part = self.stages[k]
+            kept, saved[k] = saved[k], None  # freed as soon as it is used
+            grad, grads[part] = stage.vjp(params[part], kept, grad, ctx, input_grad or k > 0)
+        return tuple(grads), grad
+
+    def gradients(self, params: tuple, x: Array, targets: Array,
+                  input_grad: bool = False) -> tuple[tuple, Array, Array | None]:
+        """``(gradients, probabilities, input gradient or None)`` of the mean cross-entropy."""
+        logits, saved = self.forward(params, x)
+        probabilities = softmax_columns(logits, self.xp)
+        grads, d_input = self.backward(params, saved, cross_entropy_gradient(probabilities, targets),
+                                       input_grad)
+        return grads, probabilities, d_input
+
+    def train_step(self, params: tuple, velocities: tuple, x: Array, targets: Array, lr: Any,
+                   momentum: Any = None) -> tuple[tuple, tuple, tuple, Array]:
+        """One SGD step: ``(params, velocities, gradients, probabilities)``, all new arrays."""
+        grads, probabilities, _ = self.gradients(params, x, targets)
+        params, velocities = sgd_update(params, grads, velocities, lr, momentum)
+        return params, velocities, grads, probabilities
+
+
+class _PassInput:
+    """A layer's input in a model's pass, recomputed when first asked for: layer by layer from
+    the pass's input, with the parameters the pass used (``Layer.last_input``)."""
+
+    __slots__ = ("run", "index")
+
+    def __init__(self, run: _Pass, index: int) -> None:
+        self.run, self.index = run, index
+
+    def input(self) -> Array:
+        return self.run.input_of(self.index)
+
+
+class _Pass:
+    """A model's forward pass as the layers saw it: the input, and each layer's parameters."""
+
+    def __init__(self, layers: Sequence[Layer], x: Array, params: list[tuple], xp: Any) -> None:
+        self.layers, self.params, self.xp = layers, params, xp
+        self.inputs: list[Any] = [x]  # chapter layout
+
+    def input_of(self, index: int) -> Array:
+        xp = self.xp
+        while len(self.inputs) <= index:
+            k = len(self.inputs) - 1
+            layer, x = self.layers[k], self.inputs[k]
+            y, _ = layer.apply(self.params[k], to_rows(x, xp), layer.prepared(tuple(x.shape[1:])),
+                               Context(xp, train=False))
+            self.inputs.append(from_rows(y, layer.output_shape(tuple(x.shape))[1:], xp))
+        return self.inputs[index]
 
 
 class Sequential:
@@ -74,16 +219,18 @@ class Sequential:
         self.input_shape = input_shape
         #: where the arrays live (``xp``, ``device``, ``dtype``), or ``None`` before the first input.
         self.placement: Placement | None = None
+        self._programs: dict[tuple[int, ...], Program] = {}  # per input size, for this placement
+        self._pass: Any = None  # (program, params, what it kept, batch) of the last forward
 
     # -- structure -----------------------------------------------------------------------------
     @staticmethod
     def _trainable(layers: Sequence[Layer]) -> list[ParametrizedLayer]:
         return [layer for layer in layers if isinstance(layer, ParametrizedLayer)]
 
-    def parameters(self) -> list[tuple[str, ParametrizedLayer, str]]:
+    def parameters(self) -> list[tuple[str, Layer, str]]:
         """``(qualified name, layer, attribute)`` for every trainable array, e.g. ``conv.weights``."""
         return [(f"{name}.{attr}", layer, attr) for name, layer in zip(self.names, self.layers)
-                if isinstance(layer, ParametrizedLayer) for attr in layer.param_names]
+                for attr in layer.param_names]
 
     @property
     def parameter_count(self) -> int:
@@ -147,8 +294,51 @@ class Sequential:
         place = _checks.target(xp, device, dtype, dtype_name(current))
         for layer in self.layers:
             layer.to(place.xp, place.device, place.dtype)
-        self.placement = place
+        self.placement, self._programs, self._pass = place, {}, None
         return self
+
+    def program(self, shape: tuple[int, ...]) -> Program:
+        """The model's ``Program`` for inputs of per-sample ``shape`` on its placement (built
+        once per size). The model must be placed."""
+        program = self._programs.get(tuple(shape))
+        if program is None:
+            program = self._programs[tuple(shape)] = Program(self.layers, shape, placed(self))
+        return program
+
+    def _slots(self) -> list[tuple[Layer, str, str]]:
+        """``(layer, attribute, gradient attribute)`` per parameter, built once per layer list."""
+        key = [id(layer) for layer in self.layers]
+        cached = self.__dict__.get("_slot_cache")
+        if cached is None or cached[0] != key:
+            cached = self._slot_cache = (key, [(layer, attr, "d_" + attr) for _, layer, attr
+                                               in self.parameters()])
+        return cached[1]
+
+    def params(self) -> tuple[Array, ...]:
+        """Every parameter array, in ``parameters()`` order: what a ``Program`` takes."""
+        return tuple([getattr(layer, attr) for layer, attr, _ in self._slots()])
+
+    def bind(self, params: tuple, velocities: tuple | None = None, grads: tuple | None = None) -> None:
+        """Bind new parameter arrays (and velocities and gradients, if given) to the layers, in
+        ``parameters()`` order: how a step's results become the model's state."""
+        for k, (layer, attr, grad) in enumerate(self._slots()):
+            setattr(layer, attr, params[k])
+            if velocities is not None:
+                layer.velocity[attr] = velocities[k]
+            if grads is not None:
+                setattr(layer, grad, grads[k])
+
+    def remember(self, x: Array, params: tuple) -> None:
+        """A pass of this model saw images ``x`` with ``params``: each layer's ``last_input``
+        now describes it (recomputed when first read)."""
+        by_layer, k = [], 0
+        for layer in self.layers:
+            count = len(layer.param_names)
+            by_layer.append(params[k:k + count])
+            k += count
+        run = _Pass(self.layers, x, by_layer, placed(self).xp)
+        for i, layer in enumerate(self.layers):
+            layer.remember(_PassInput(run, i))
 
     def _place_for(self, place: Placement) -> None:
         if self.placement is None:
@@ -168,8 +358,8 @@ class Sequential:
         """Pickling and ``copy.deepcopy``: the model without its placement. Its layers travel as
         host NumPy arrays without caches (``Layer.__reduce__``), so the copy is like a loaded
         model: unplaced, and placed again by its first input (``to`` places it at once)."""
-        # The model itself keeps no per-call caches: if one is added, drop it here too.
-        return {**self.__dict__, "placement": None}
+        return {**self.__dict__, "placement": None, "_programs": {}, "_pass": None,
+                "_slot_cache": None}
 
     def __copy__(self) -> Sequential:
         """``copy.copy``: shallow, like any object's: the copy shares the layers and placement."""
@@ -178,125 +368,148 @@ class Sequential:
         return new
 
     # -- forward, loss, backward, update -------------------------------------------------------
-    def forward(self, x: Array, *, check: bool = True, cache: bool = True) -> Array:
+    def forward(self, x: Array, **deprecated: Any) -> Array:
         """Logits ``(batch, classes)`` for images ``x`` ``(batch, channels, height, width)``.
 
-        The first input places the model on its library, device and dtype. ``cache=False``
-        keeps nothing for ``backward`` (inference). ``check=False`` skips the checks: for loops
-        that checked their data once; the model must then be placed already.
+        The first input places the model on its library, device and dtype. What the pass keeps
+        serves ``backward``; each layer's ``last_input`` describes it.
         """
-        if check:
-            x = as_data(x)
-            place, _ = _checks.images(self, x, "x")
-            self._place_for(place)
-        for layer in self.layers:
-            x = layer.forward(x, check=False, cache=cache)
-        return x
+        _checks.deprecated("forward", deprecated)
+        x = as_data(x)
+        place, _ = _checks.images(self, x, "x")
+        self._place_for(place)
+        program, params = self.program(tuple(x.shape[1:])), self.params()
+        logits, saved = program.forward(params, to_rows(x, place.xp))
+        self._pass = (program, params, saved, x.shape[0])
+        self.remember(x, params)
+        return logits.mT
 
-    def backward(self, d_logits: Array, *, check: bool = True, input_grad: bool = True) -> Array | None:
+    def backward(self, d_logits: Array, *, input_grad: bool = True, **deprecated: Any) -> Array | None:
         """Backward pass from ``d_logits`` ``(batch, classes)`` through every layer, in reverse.
 
-        Leaves every layer's parameter gradients (``d_weights``, ``d_bias``) for ``step`` and
-        returns the gradient with respect to the last forward pass's input (``None`` when
+        Binds every layer's parameter gradients (``d_weights``, ``d_bias``) for ``step`` and
+        returns the gradient with respect to the last ``forward``'s input (``None`` when
         ``input_grad=False``, which skips that last product).
         """
-        grad = as_data(d_logits) if check else d_logits
-        for i in range(len(self.layers) - 1, -1, -1):
-            grad = self.layers[i].backward(grad, check=check, input_grad=input_grad or i > 0)
-        return grad
+        _checks.deprecated("backward", deprecated)
+        d_logits = as_data(d_logits)
+        if self._pass is None:
+            raise RuntimeError("Sequential.backward called before forward")
+        program, params, saved, batch = self._pass
+        _checks.gradient(d_logits, (batch, self.num_classes), self.placement, type(self).__name__)
+        xp = placed(self).xp
+        grads, d_input = program.backward(params, list(saved), d_logits.mT, input_grad)
+        self.bind(self.params(), grads=grads)
+        return None if d_input is None else from_rows(d_input, program.shape, xp)
 
-    def loss_and_grad(self, x: Array, y: Array, *, check: bool = True) -> tuple[Array, Array]:
+    def loss_and_grad(self, x: Array, y: Array, **deprecated: Any) -> tuple[Array, Array]:
         """Forward pass, loss, and the full backward pass; returns ``(loss, probabilities)``.
 
-        Every layer's parameter gradients (``d_weights``, ``d_bias``) are left for ``step``.
-        ``check=False`` (what ``fit`` runs per batch) skips the checks; ``y`` may then also be
-        one-hot rows of ``x``'s dtype.
+        Every layer's parameter gradients (``d_weights``, ``d_bias``) are bound for ``step``. The
+        same pure functions as ``fit``'s training step (``Program.gradients``); only free checks
+        run (shapes, dtypes, devices), so a hand-written loop is as fast as ``fit``'s.
         """
-        if check:
-            x, y = as_data(x), as_labels(y)
-            place = _checks.data(self, x, y)
-            self._place_for(place)
-        xp = placed(self).xp
-        loss, probabilities, d_logits = softmax_cross_entropy(self.forward(x, check=False), y,
-                                                              check=False, xp=xp)
-        self.backward(d_logits, check=False, input_grad=False)
-        return loss, probabilities
+        _checks.deprecated("loss_and_grad", deprecated)
+        x, y = as_data(x), as_labels(y)
+        place = _checks.data(self, x, y)
+        self._place_for(place)
+        xp, params = place.xp, self.params()
+        targets = one_hot_columns(y, self.num_classes, x.dtype, xp)
+        grads, probabilities, _ = self.program(tuple(x.shape[1:])).gradients(
+            params, to_rows(x, xp), targets)
+        self.bind(params, grads=grads)
+        self.remember(x, params)
+        return xp.mean(cross_entropy_columns(probabilities, targets, xp)), probabilities.mT
 
-    def step(self, lr: float, momentum: float = 0.0, *, check: bool = True) -> None:
-        """Update every trainable parameter: ``v <- momentum*v + grad``, ``param <- param - lr * v``."""
-        if check:
-            _checks.learning_rate(lr)
-            _checks.momentum(momentum)
-        for layer in self._trainable(self.layers):
-            layer.step(lr, momentum, check=False)
+    def step(self, lr: float, momentum: float = 0.0, **deprecated: Any) -> None:
+        """Update every trainable parameter: ``v <- momentum*v + grad``, ``param <- param - lr * v``
+        (``optim.sgd_update``, the update ``fit`` applies)."""
+        _checks.deprecated("step", deprecated)
+        lr, momentum = _checks.learning_rate(lr), _checks.momentum(momentum)
+        parameters = self.parameters()
+        params, velocities = sgd_update(
+            self.params(), tuple(getattr(layer, "d_" + attr) for _, layer, attr in parameters),
+            tuple(layer.velocity[attr] for _, layer, attr in parameters), lr, momentum or None)
+        self.bind(params, velocities)
 
     def predict(self, x: Array, *, eval_batch_size: int | None = None) -> Array:
         """Predicted class indices ``(batch,)``, on the input's device.
 
-        Runs in chunks of ``eval_batch_size`` images (default
-        ``evaluation.DEFAULT_EVAL_BATCH_SIZE``) without backward caches, so memory is that of one
-        chunk, however many images.
+        Runs in chunks of ``eval_batch_size`` images (default: ``evaluation.DEFAULT_EVAL_VALUES``
+        input values' worth) without backward caches, so memory is that of one chunk, however
+        many images.
         """
         x = as_data(x)
-        place, _ = _checks.images(self, x, "x")
-        chunk = evaluation.eval_batch_size(eval_batch_size)
+        place = _checks.dataset(self, x, None)
+        chunk = evaluation.eval_batch_size(eval_batch_size, tuple(x.shape[1:]))
         self._place_for(place)
-        return evaluation.predict(self._infer, x, chunk, place.xp)
+        return evaluation.predict(training.logits_of(self, tuple(x.shape[1:])), x, chunk, place.xp)
 
     def evaluate(self, x: Array, y: Array, *, eval_batch_size: int | None = None) -> float:
         """Accuracy (fraction of correct predictions) on ``x``, ``y``, in chunks like ``predict``."""
         x, y = as_data(x), as_labels(y)
-        place = _checks.data(self, x, y)
-        chunk = evaluation.eval_batch_size(eval_batch_size)
+        place = _checks.dataset(self, x, y)
+        chunk = evaluation.eval_batch_size(eval_batch_size, tuple(x.shape[1:]))
         self._place_for(place)
-        _, correct = evaluation.totals(self._infer, x, y, chunk, place.xp, loss=False)
+        correct = evaluation.correct_count(training.logits_of(self, tuple(x.shape[1:])), x, y,
+                                           chunk, place.xp)
         return float(correct) / x.shape[0]
-
-    def _infer(self, x: Array) -> Array:
-        return self.forward(x, check=False, cache=False)
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, x_train: Array, y_train: Array, x_val: Array, y_val: Array,
-            epochs: int = 80, lr: float = 0.12, batch_size: int = 18, seed: int | None = 0, *,
+            epochs: int = 80, lr: float = 0.12, batch_size: int = 18,
+            seed: int | np.random.Generator | None = 0, *,
             momentum: float = 0.0, verbose: bool = True, initial_epoch: int = 0,
             callback: training.Callback | None = None,
             eval_batch_size: int | None = None) -> History:
         """Mini-batch SGD over shuffled training data; returns the per-epoch history.
 
-        ``history`` has ``train_loss`` (mean of the epoch's batch losses), ``val_loss``,
-        ``train_acc``, ``val_acc`` (Python floats, one per epoch) and ``kernel_snapshots``
-        (``{epoch: host NumPy copy of the first convolution's weights at the start of that
-        epoch}`` for epochs 0, 1, 5, 15, 40 and the last); see ``tinycnn_xp.history.History``.
-        Shuffling draws from ``numpy.random.default_rng(seed)`` on the host, so every backend
-        sees the same batches.
+        Parameters
+        ----------
+        x_train, x_val : array, ``(n, channels, height, width)``
+            Images, float32 or float64 (training runs in their dtype), on one library and device.
+        y_train, y_val : array, ``(n,)``
+            Integer labels in ``[0, classes)``, on the same device.
+        epochs, lr, batch_size, seed
+            The chapter's: shuffles draw from ``numpy.random.default_rng(seed)`` on the host, so
+            every backend sees the same batches. ``seed`` may also be a
+            ``numpy.random.Generator``: its stream continues (one permutation per epoch).
+        momentum : float
+            Exercise 24.1's ``v <- momentum * v + grad``; 0 is plain SGD.
+        callback : callable, optional
+            ``callback(epoch, metrics)`` after every epoch; a truthy return value (``True``,
+            ``np.True_``, 1, ...) stops training after that epoch (``history['stopped_epoch']``).
+        initial_epoch : int
+            Resume a run: train epochs ``initial_epoch .. epochs - 1`` with the shuffles those
+            epochs would have had, so a run split in two gives the history of the run in one.
+            With an integer ``seed`` the shuffles of the epochs trained are drawn again first (at
+            most ``training.MAX_REPLAY``); pass the first run's Generator to skip that.
+        eval_batch_size : int, optional
+            Images per chunk of the per-epoch metrics (see ``predict``).
 
-        Everything stays on the data's device until an epoch ends; then the four metrics come to
-        the host in one transfer. They are measured in chunks of ``eval_batch_size`` images (see
-        ``predict``). If a loss or a parameter turns NaN or infinite, training stops at the end of
-        that epoch with a ``RuntimeWarning`` and the parameters and velocities of the last finite
-        epoch are restored (``history['diverged_epoch']`` says which epoch).
+        Returns
+        -------
+        History
+            ``train_loss`` (mean of the epoch's batch losses), ``val_loss``, ``train_acc``,
+            ``val_acc`` (floats, one per epoch) and ``kernel_snapshots`` (host copies of the first
+            convolution's weights at the start of epochs 0, 1, 5, 15, 40 and the last).
 
-        Common stacks (``Conv2D [ReLU] [MaxPool2D] ...``, ``Flatten``, ``Dense [ReLU] ...``: the
-        chapter's TinyCNN and every preset) train on the fast path (``tinycnn_xp.fastpath``), the
-        whole step as one function of arrays, compiled with ``jax.jit`` on JAX; other stacks train
-        layer by layer. Both give the same numbers. After a fast fit, ``weights``, ``bias``,
-        ``velocity``, ``d_weights`` and ``d_bias`` are those of the last step (the gradients to
-        rounding); ``last_input`` and ``last_mask`` still describe the last ``forward`` call: the
-        fast path keeps no per-layer caches.
+        Notes
+        -----
+        Each step is ``Program.train_step``: the layers' own pure functions in a row, then
+        ``optim.sgd_update`` (compiled with ``jax.jit`` on JAX), with the new arrays bound to the
+        layers after every step. After ``fit``, ``d_weights``/``d_bias`` are the last step's
+        gradients and each layer's ``last_input`` (and ``last_mask``) describes the last step's
+        batch. Everything stays on the device until an epoch ends; then the four metrics come to
+        the host in one transfer. Images are checked for NaN and infinity, and labels for their
+        range, once, here. If a loss or a parameter turns NaN or infinite, training stops at the
+        end of that epoch with a ``TrainingDiverged`` warning and the parameters and velocities of
+        the last finite epoch are restored (``history['diverged_epoch']``).
 
-        ``callback(epoch, metrics)`` is called after every epoch; if it returns ``True``, training
-        stops after that epoch (early stopping; ``history['stopped_epoch']``). ``verbose`` prints
-        the chapter's progress lines.
-
-        Ctrl-C stops after the current step (a step is never cut in half; a second Ctrl-C raises
-        ``KeyboardInterrupt``) and returns the history of the whole epochs so far, with
-        ``history['interrupted']`` and ``history['interrupted_steps']``, the steps of the
-        unfinished epoch already applied to the model (0 when it stopped between epochs: then the
-        run can be resumed exactly).
-
-        ``initial_epoch=k`` resumes a run: it trains epochs ``k .. epochs-1`` with the shuffles those
-        epochs would have had (the generator skips ``k`` permutations), so a run split in two (same
-        model state, e.g. from a checkpoint) gives the history of the run in one piece.
+        Ctrl-C stops after the current step (a second Ctrl-C raises ``KeyboardInterrupt``) and
+        returns the history of the whole epochs so far, with ``history['interrupted']`` and
+        ``history['interrupted_steps']``, the steps of the unfinished epoch already applied to
+        the model (0 when it stopped between epochs: then the run can be resumed exactly).
         """
         return training.fit(self, x_train, y_train, x_val, y_val, epochs, lr, batch_size, seed,
                             momentum=momentum, verbose=verbose, initial_epoch=initial_epoch,

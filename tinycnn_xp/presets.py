@@ -1,42 +1,83 @@
-"""Named model presets, all for 1x8x8 images: ``make_model("tiny" | "deep" | "vgg", seed, num_classes)``."""
+"""Named model presets, sized for their input: ``make_model("tiny" | "deep" | "vgg", seed,
+num_classes, input_shape=(channels, height, width))``; the default input is the chapter's 1x8x8."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import _checks
 from .layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 from .models import Sequential, TinyCNN
 
-__all__ = ["deep_cnn", "vgg_cnn", "PRESETS", "make_model"]
+__all__ = ["tiny_cnn", "deep_cnn", "vgg_cnn", "PRESETS", "make_model"]
+
+CHAPTER_INPUT = (1, 8, 8)
 
 
-def deep_cnn(seed: int = 42, num_classes: int = 3) -> Sequential:
-    """Exercise 24.3: ``Conv2D(1,3,3) -> ReLU -> Conv2D(3,6,3) -> ReLU -> MaxPool(2) -> Flatten ->
-    Dense(24, num_classes)`` for 8x8 images (273 parameters with 3 classes)."""
-    return Sequential([Conv2D(1, 3, 3), ReLU(), Conv2D(3, 6, 3), ReLU(), MaxPool2D(2), Flatten(),
-                       Dense(24, num_classes)], seed=seed,
-                      names=["conv1", "relu1", "conv2", "relu2", "pool", "flatten", "dense"],
-                      input_shape=(1, 8, 8))
+def tiny_cnn(seed: int = 42, num_classes: int = 3,
+             input_shape: tuple[int, int, int] = CHAPTER_INPUT) -> Sequential:
+    """The chapter's ``Conv2D(c->3, 3x3) -> ReLU -> MaxPool(2) -> Flatten -> Dense`` for
+    ``(c, h, w)`` images; on the chapter's 1x8x8 it is ``TinyCNN`` itself."""
+    channels, height, width = _checks.image_size(input_shape)
+    if (channels, height, width) == CHAPTER_INPUT:
+        return TinyCNN(seed=seed, num_classes=num_classes)
+    _at_least("tiny", input_shape, 4)
+    return _sized([Conv2D(channels, 3, 3), ReLU(), MaxPool2D(2), Flatten(), None],
+                  ["conv", "relu", "pool", "flatten", "dense"], seed, num_classes, input_shape)
 
 
-def vgg_cnn(seed: int = 42, num_classes: int = 3) -> Sequential:
-    """A small VGG-style network for the 8x8 digits: two padded 3x3 convolutions, pool, a third,
-    pool, ``Dense(128, num_classes)``. Padding keeps the 8x8 border that TinyCNN's valid
-    convolution loses; 8,410 parameters with 10 classes, about 99% on the digits."""
-    return Sequential([Conv2D(1, 16, 3, padding=1), ReLU(), Conv2D(16, 16, 3, padding=1), ReLU(),
-                       MaxPool2D(2), Conv2D(16, 32, 3, padding=1), ReLU(), MaxPool2D(2), Flatten(),
-                       Dense(32 * 2 * 2, num_classes)], seed=seed,
-                      names=["conv1", "relu1", "conv2", "relu2", "pool1", "conv3", "relu3", "pool2",
-                             "flatten", "dense"],
-                      input_shape=(1, 8, 8))
+def deep_cnn(seed: int = 42, num_classes: int = 3,
+             input_shape: tuple[int, int, int] = CHAPTER_INPUT) -> Sequential:
+    """Exercise 24.3: ``Conv2D(c,3,3) -> ReLU -> Conv2D(3,6,3) -> ReLU -> MaxPool(2) -> Flatten
+    -> Dense`` (273 parameters for 8x8 images and 3 classes)."""
+    channels = _checks.image_size(input_shape)[0]
+    _at_least("deep", input_shape, 6)
+    return _sized([Conv2D(channels, 3, 3), ReLU(), Conv2D(3, 6, 3), ReLU(), MaxPool2D(2), Flatten(),
+                   None], ["conv1", "relu1", "conv2", "relu2", "pool", "flatten", "dense"], seed,
+                  num_classes, input_shape)
 
 
-#: Named model builders, ``builder(seed=..., num_classes=...)``, all for 1x8x8 images.
-PRESETS: dict[str, Callable[..., Sequential]] = {"tiny": TinyCNN, "deep": deep_cnn, "vgg": vgg_cnn}
+def vgg_cnn(seed: int = 42, num_classes: int = 3,
+            input_shape: tuple[int, int, int] = CHAPTER_INPUT) -> Sequential:
+    """A small VGG-style network: two padded 3x3 convolutions, pool, a third, pool, ``Dense``.
+    Padding keeps the border that TinyCNN's valid convolution loses; 8,410 parameters for the
+    8x8 digits, about 99% on them."""
+    channels = _checks.image_size(input_shape)[0]
+    _at_least("vgg", input_shape, 4)
+    return _sized([Conv2D(channels, 16, 3, padding=1), ReLU(), Conv2D(16, 16, 3, padding=1), ReLU(),
+                   MaxPool2D(2), Conv2D(16, 32, 3, padding=1), ReLU(), MaxPool2D(2), Flatten(), None],
+                  ["conv1", "relu1", "conv2", "relu2", "pool1", "conv3", "relu3", "pool2", "flatten",
+                   "dense"], seed, num_classes, input_shape)
 
 
-def make_model(name: str, seed: int = 42, num_classes: int = 3) -> Sequential:
-    """Build the preset called ``name`` (see ``PRESETS``)."""
+def _at_least(name: str, input_shape: tuple[int, int, int], side: int) -> None:
+    if min(input_shape[1:]) < side:
+        raise ValueError(f"input_shape: the {name!r} preset needs images of at least {side}x{side}, "
+                         f"got {input_shape[1]}x{input_shape[2]}")
+
+
+def _sized(layers: list, names: list[str], seed: int, num_classes: int,
+           input_shape: tuple[int, int, int]) -> Sequential:
+    """The layers with their last entry (``None``) made the ``Dense`` that takes what the
+    others give for ``input_shape``."""
+    _checks.non_negative_int(seed, "seed")
+    shape: tuple[int, ...] = (1, *input_shape)
+    for layer in layers[:-1]:
+        shape = layer.output_shape(shape, "input_shape")
+    features = shape[1]
+    dense = Dense(features, _checks.positive_int(num_classes, "num_classes"))
+    return Sequential([*layers[:-1], dense], seed=seed, names=names,
+                      input_shape=_checks.image_size(input_shape))
+
+
+#: Named model builders, ``builder(seed=..., num_classes=..., input_shape=...)``.
+PRESETS: dict[str, Callable[..., Sequential]] = {"tiny": tiny_cnn, "deep": deep_cnn, "vgg": vgg_cnn}
+
+
+def make_model(name: str, seed: int = 42, num_classes: int = 3,
+               input_shape: tuple[int, int, int] = CHAPTER_INPUT) -> Sequential:
+    """The preset called ``name`` (see ``PRESETS``) for ``(channels, height, width)`` images;
+    ``ValueError`` if it cannot take them (too small for its convolutions and pools)."""
     if not isinstance(name, str) or name not in PRESETS:
         raise ValueError(f"name must be a model preset, one of {sorted(PRESETS)}, got {name!r}")
-    return PRESETS[name](seed=seed, num_classes=num_classes)
+    return PRESETS[name](seed=seed, num_classes=num_classes, input_shape=tuple(input_shape))

@@ -15,6 +15,7 @@ import copy
 import importlib
 import inspect
 import itertools
+import math
 import numbers
 import os
 import pickle
@@ -31,13 +32,18 @@ from . import _checks
 from ._xp import Placement, move, placement_of, to_numpy
 from .history import History
 from .models import Sequential
+from .training import TrainingInterrupted
 
-__all__ = ["sweep", "learning_rate_sweep", "describe_run", "SweepRecord", "GRID_KEYS", "DEFAULT_LRS"]
+__all__ = ["sweep", "learning_rate_sweep", "describe_run", "SweepRecord", "SweepInterrupted",
+           "GRID_KEYS", "DEFAULT_LRS", "MAX_RUNS"]
 
 Array = Any
 
 #: the chapter's rates for Exercise 24.2.
 DEFAULT_LRS = (0.01, 0.05, 0.12, 0.5, 1.0)
+
+#: the most configurations a grid may have (checked before any is built).
+MAX_RUNS = 100_000
 
 #: the ``fit`` arguments a grid may sweep (``seed`` seeds the initial weights and the shuffles).
 GRID_KEYS = ("lr", "momentum", "batch_size", "epochs", "seed")
@@ -50,6 +56,11 @@ _GRID_CHECKS: dict[str, Callable[[Any, str], Any]] = {
 
 #: ``on_run(record, done, total)``: called in the calling process as each run finishes.
 OnRun = Callable[["SweepRecord", int, int], Any]
+
+
+class SweepInterrupted(RuntimeWarning):
+    """A sweep stopped on Ctrl-C; the runs it finished (and the one cut short, marked
+    ``history['interrupted']``) are returned."""
 
 
 class SweepRecord(TypedDict):
@@ -91,13 +102,19 @@ def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val
     finish), e.g. to advance a progress bar; ``verbose=True`` prints one line per finished run.
     ``fit`` itself runs quietly. Warnings of a run (a rate that diverged, say) are re-issued here.
     Ctrl-C ends the sweep cleanly: the runs already finished come back (in grid order), with a
-    ``RuntimeWarning`` saying how many; a run that was cut short is left out.
+    ``SweepInterrupted`` warning saying how many; a run that was cut short comes back too, marked
+    (its history has ``interrupted``: it holds the whole epochs it trained).
 
     ``fit_kwargs`` go to every ``fit`` (``epochs``, ``batch_size``, ``momentum``, ``callback``,
     ...). On workers, ``callback`` runs in the worker's process, so it must be picklable.
     """
     _check_model(model)
-    runs = [dict(zip(grid, values)) for values in itertools.product(*_grid(grid, fit_kwargs).values())]
+    checked = _grid(grid, fit_kwargs)
+    size = math.prod(len(values) for values in checked.values())
+    if size > MAX_RUNS:
+        raise ValueError(f"grid has {size:,} configurations; a sweep runs at most {MAX_RUNS:,} "
+                         f"(tinycnn_xp.sweep.MAX_RUNS)")
+    runs = [dict(zip(checked, values)) for values in itertools.product(*checked.values())]
     _check_fit_kwargs(model, fit_kwargs)
     data = [x_train, y_train, x_val, y_val]
     _check_data(model, *data)
@@ -117,12 +134,12 @@ def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val
         if parallel is None:
             for index, config in enumerate(runs):
                 with warnings.catch_warnings():  # the sweep says it was interrupted, below
-                    warnings.filterwarnings("ignore", "training interrupted", RuntimeWarning)
+                    warnings.simplefilter("ignore", TrainingInterrupted)
                     history = _train(copy.deepcopy(start), data, config, fit_kwargs)
+                finished(index, history)
                 if history.get("interrupted"):
                     interrupted = True
                     break
-                finished(index, history)
         else:
             from joblib import delayed
             shipment = _ship(data)
@@ -132,9 +149,10 @@ def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val
             try:
                 for index, history, caught in results:
                     for category, message in caught:
-                        warnings.warn(message, category, stacklevel=2)
-                    if not history.get("interrupted"):  # a worker's run cut short by Ctrl-C
-                        finished(index, history)
+                        if not issubclass(category, TrainingInterrupted):
+                            warnings.warn(message, category, stacklevel=2)
+                    finished(index, history)
+                    interrupted = interrupted or bool(history.get("interrupted"))
             finally:  # stopped early: cancel the runs left (joblib's warning about them is ours)
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", category=UserWarning, module="joblib")
@@ -142,8 +160,9 @@ def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val
     except KeyboardInterrupt:
         interrupted = True
     if interrupted:
-        warnings.warn(f"sweep interrupted: {len(done)} of {len(runs)} runs finished and are "
-                      f"returned", RuntimeWarning, stacklevel=2)
+        whole = sum(not record["history"].get("interrupted") for record in done.values())
+        warnings.warn(f"sweep interrupted: {whole} of {len(runs)} runs finished and are returned "
+                      f"(a run cut short is marked 'interrupted')", SweepInterrupted, stacklevel=2)
     return [done[index] for index in sorted(done)]
 
 
@@ -177,31 +196,20 @@ def learning_rate_sweep(model: Sequential, x_train: Array, y_train: Array, x_val
     (see ``sweep``, which this is with ``grid={"lr": lrs}``); the histories are the same.
 
     A run whose loss stops being finite does not stop the sweep: ``fit`` ends it at that epoch
-    with a ``RuntimeWarning`` naming the rate and the epoch (passed through to the caller) and its
-    history has ``'diverged_epoch'``; the other runs are unaffected. Keys are ``float(lr)``.
-    Ctrl-C ends the whole sweep: the rates done so far come back, and, run serially, the
-    interrupted one too (its history says ``interrupted``).
+    with a ``TrainingDiverged`` warning naming the rate and the epoch (passed through to the
+    caller) and its history has ``'diverged_epoch'``; the other runs are unaffected. Keys are
+    ``float(lr)``. Ctrl-C ends the whole sweep as it ends ``sweep``: the rates done so far come
+    back, and the interrupted one, marked (its history says ``interrupted``). ``verbose`` prints
+    one line per finished rate.
     """
     _check_model(model)
     rates = _rates(lrs)
     if "lr" in fit_kwargs:
         raise TypeError("learning_rate_sweep takes its learning rates from lrs, not lr")
     verbose = fit_kwargs.pop("verbose", True)
-    _check_data(model, x_train, y_train, x_val, y_val)
-    if _parallel(n_jobs, len(rates)) is not None:
-        records = sweep(model, x_train, y_train, x_val, y_val, {"lr": rates}, n_jobs,
-                        verbose=verbose, **fit_kwargs)
-        return {record["config"]["lr"]: record["history"] for record in records}
-    histories: dict[float, History] = {}
-    start = copy.deepcopy(model)  # host NumPy, unplaced: each run is placed by the data
-    for lr in rates:
-        if verbose:  # fit's progress lines do not say which rate they belong to
-            print(f"learning rate {lr}:")
-        histories[lr] = copy.deepcopy(start).fit(x_train, y_train, x_val, y_val, lr=lr,
-                                                 verbose=verbose, **fit_kwargs)
-        if histories[lr].get("interrupted"):  # Ctrl-C ends the sweep, not just this rate
-            break
-    return histories
+    records = sweep(model, x_train, y_train, x_val, y_val, {"lr": rates}, n_jobs,
+                    verbose=verbose, **fit_kwargs)
+    return {record["config"]["lr"]: record["history"] for record in records}
 
 
 # -- checks ----------------------------------------------------------------------------------------
@@ -213,11 +221,8 @@ def _check_model(model: Any) -> None:
 def _check_data(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val: Array) -> None:
     """What ``fit`` checks first, here, before any copy: a copy forgets ``model``'s placement, so
     data elsewhere than a placed ``model`` must be refused now (and workers are spared bad data)."""
-    place = _checks.data(model, x_train, y_train, "x_train", "y_train")
-    val_place = _checks.data(model, x_val, y_val, "x_val", "y_val")
-    if not place.same_place(val_place):
-        raise ValueError(f"x_val is on {val_place} but x_train is on {place}; "
-                         f"pass training and validation data on one library and device")
+    _checks.train_and_validation(_checks.data(model, x_train, y_train, "x_train", "y_train"),
+                                 _checks.data(model, x_val, y_val, "x_val", "y_val"))
 
 
 def _check_fit_kwargs(model: Sequential, fit_kwargs: dict[str, Any]) -> None:

@@ -1,12 +1,11 @@
 """The loop behind ``fit``: epochs, host shuffles, batches on the device, metrics at epoch end,
-the divergence guard and Ctrl-C; and the choice of how a step runs.
+the divergence guard and Ctrl-C.
 
-A step runs one of two ways. The fast path (``fastpath``: the whole step of a common stack as one
-function of arrays) serves every model it knows; on JAX it is compiled with ``jax.jit``, once per
-architecture, dtype, device and image size, here and nowhere else. Any other model trains on the
-general path, layer by layer through its public methods (``forward``, ``loss_and_grad`` and
-``step`` with ``check=False`` once the data is checked). Both give the same numbers; this module
-takes the model as an argument and never imports the models module.
+Each step is the model's ``Program.train_step`` (its layers' pure functions, then
+``optim.sgd_update``), and its results are bound to the layers after every step. On JAX the step,
+the inference of a chunk and the epoch's metrics are compiled with ``jax.jit``, here and nowhere
+else, and kept in a bounded cache (``clear_compiled``). This module takes the model as an
+argument and never imports the models module.
 """
 
 from __future__ import annotations
@@ -16,24 +15,39 @@ import math
 import signal
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 from array_api_compat import is_jax_namespace
 
-from . import _checks, evaluation, fastpath, paths
+from . import _checks, evaluation
 from ._xp import Placement, as_data, as_labels, dtype_name, move, to_numpy
 from .history import METRICS, SNAPSHOT_EPOCHS, History, new_history
-from .layers import Conv2D
+from .layers import Conv2D, to_rows
+from .losses import mean_of_batch_losses, one_hot_columns
 
-__all__ = ["fit", "repeat_step", "Callback"]
+__all__ = ["fit", "Callback", "TrainingDiverged", "TrainingInterrupted", "clear_compiled",
+           "MAX_COMPILED", "MAX_REPLAY", "compiled", "logits_of", "train_step"]
 
 Array = Any
 
+#: ``fit(initial_epoch=k)`` with an integer seed replays k shuffles first: at most this many.
+MAX_REPLAY = 100_000
+
 #: ``callback(epoch, metrics)``, called after every epoch with that epoch's four metrics; a
-#: return value of ``True`` stops training after this epoch (early stopping).
+#: truthy return value stops training after this epoch (early stopping).
 Callback = Callable[[int, dict], Any]
+
+
+class TrainingDiverged(RuntimeWarning):
+    """``fit`` stopped because a loss or a parameter was no longer finite (the parameters were
+    restored; ``history['diverged_epoch']`` says when)."""
+
+
+class TrainingInterrupted(RuntimeWarning):
+    """``fit`` stopped on Ctrl-C (``history['interrupted']``)."""
 
 
 class Trainable(Protocol):
@@ -45,32 +59,26 @@ class Trainable(Protocol):
     def output_shape(self, shape: tuple[int, ...], name: str = ...) -> tuple[int, ...]: ...
     def to(self, xp: Any, device: Any = ..., dtype: Any = ...) -> Any: ...
     def parameters(self) -> list[tuple[str, Any, str]]: ...
-    def forward(self, x: Array, *, check: bool = ..., cache: bool = ...) -> Array: ...
-    def loss_and_grad(self, x: Array, y: Array, *, check: bool = ...) -> tuple[Array, Array]: ...
-    def step(self, lr: float, momentum: float = ..., *, check: bool = ...) -> None: ...
+    def params(self) -> tuple: ...
+    def program(self, shape: tuple[int, ...]) -> Any: ...
+    def bind(self, params: tuple, velocities: tuple | None = ..., grads: tuple | None = ...) -> None: ...
+    def remember(self, x: Array, params: tuple) -> None: ...
+    def config(self) -> dict: ...
 
 
 def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: Array,
-        epochs: int = 80, lr: float = 0.12, batch_size: int = 18, seed: int | None = 0, *,
+        epochs: int = 80, lr: float = 0.12, batch_size: int = 18,
+        seed: int | np.random.Generator | None = 0, *,
         momentum: float = 0.0, verbose: bool = True, initial_epoch: int = 0,
-        callback: Callback | None = None, eval_batch_size: int | None = None,
-        fast: bool = True) -> History:
+        callback: Callback | None = None, eval_batch_size: int | None = None) -> History:
     """Mini-batch SGD of ``model`` over shuffled training data; returns the per-epoch history.
 
-    See ``Sequential.fit``, which calls this with the same arguments. ``fast=False`` trains on
-    the general path even where the fast path applies (the tests compare the two).
+    See ``Sequential.fit``, which calls this with the same arguments.
     """
     x_train, y_train = as_data(x_train), as_labels(y_train)
     x_val, y_val = as_data(x_val), as_labels(y_val)
-    place = _checks.data(model, x_train, y_train, "x_train", "y_train")
-    val_place = _checks.data(model, x_val, y_val, "x_val", "y_val")
-    if not place.same_place(val_place):
-        raise ValueError(f"x_val is on {val_place} but x_train is on {place}; "
-                         f"pass training and validation data on one library and device")
-    if place.dtype != val_place.dtype:
-        raise TypeError(f"x_val has dtype {dtype_name(val_place.dtype)} but x_train "
-                        f"{dtype_name(place.dtype)}; pass training and "
-                        f"validation images of one floating dtype")
+    place = _checks.dataset(model, x_train, y_train, "x_train", "y_train")
+    _checks.train_and_validation(place, _checks.dataset(model, x_val, y_val, "x_val", "y_val"))
     epochs = _checks.non_negative_int(epochs, "epochs")
     initial_epoch = _checks.non_negative_int(initial_epoch, "initial_epoch")
     if initial_epoch > epochs:
@@ -78,63 +86,85 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
     lr = _checks.learning_rate(lr)
     batch_size = _checks.positive_int(batch_size, "batch_size")
     momentum = _checks.momentum(momentum)
-    seed = _checks.seed(seed)
-    chunk = evaluation.eval_batch_size(eval_batch_size)
+    if not isinstance(seed, np.random.Generator):
+        seed = _checks.seed(seed)
+        if initial_epoch > MAX_REPLAY:
+            raise ValueError(f"initial_epoch={initial_epoch} would replay that many shuffles (at most "
+                             f"{MAX_REPLAY:,}); pass seed= the run's numpy.random.Generator, which "
+                             f"continues where it stopped")
+    chunk = evaluation.eval_batch_size(eval_batch_size, tuple(x_train.shape[1:]))
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     if model.placement is None:  # placed by its first input, like every other public call
         model.to(place.xp, place.device, place.dtype)
 
-    xp = place.xp
-    rng = np.random.default_rng(seed)
+    xp, shape = place.xp, tuple(x_train.shape[1:])
     n_train = x_train.shape[0]
-    for _ in range(initial_epoch):  # the shuffles of the epochs already trained
-        rng.permutation(n_train)
+    if isinstance(seed, np.random.Generator):
+        rng = seed  # its stream continues: the shuffles of the epochs trained are behind it
+    else:
+        rng = np.random.default_rng(seed)
+        for _ in range(initial_epoch):  # the shuffles of the epochs already trained
+            rng.permutation(n_train)
     n_batches = math.ceil(n_train / batch_size)
     snapshot_at = set(SNAPSHOT_EPOCHS) | {epochs - 1}
     first_conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
     classes = model.output_shape(tuple(x_train.shape))[1]
-    path = _path(model, tuple(x_train.shape[1:]), place, momentum, fast, max(batch_size, chunk))
-    targets = path.encode(y_train, classes)  # one-hot once, not at every step
-    datasets = evaluation.TrainAndValidation(x_train, y_train, x_val, y_val, chunk, xp)
+    step = train_step(model, shape, momentum)
+    split = compiled(model, ("batches", shape, batch_size), _batches(batch_size, xp))
+    metrics = _Metrics(model, shape, place, x_train, y_train, x_val, y_val, batch_size, chunk)
+    targets = one_hot_columns(y_train, classes, place.dtype, xp)  # once, not at every step
+    rate, beta = lr, (momentum or None)
     history = new_history()
     kept = 0  # steps of an epoch that Ctrl-C cut short
+    last: Any = None  # (batch, parameters) of the last step: what the layers' last_input show
     with _StopOnInterrupt() as interrupt:
         for epoch in range(initial_epoch, epochs):
             if interrupt.requested:  # asked for between epochs (e.g. in a callback)
                 break
             if epoch in snapshot_at and first_conv is not None:
                 history["kernel_snapshots"][epoch] = to_numpy(first_conv.weights)
+            # One host permutation, moved once; the batches are slices of the shuffled copy.
+            batches, t_epoch = split(x_train, targets, move(rng.permutation(n_train), place))
             # Updates rebind the parameters, never change them in place: these references are
             # the state to go back to if this epoch diverges.
-            last_good = _state(model)
-            # One host permutation, moved once; batches are slices of the shuffled device copy.
-            order = move(rng.permutation(n_train), place)
-            losses, steps = path.epoch(x_train, targets, order, batch_size, lr, momentum,
-                                       interrupt)
-            del order
-            if steps < n_batches:  # stopped mid-epoch: the model keeps its last step, the
-                kept = steps       # history its last whole epoch
-                break
-            # One transfer per epoch: the only host round trip of the training loop.
-            record, finite = _record(to_numpy(path.metrics(losses, datasets)), datasets)
+            params = last_good = model.params()
+            velocities = good_velocities = _velocities(model)
+            probabilities = []
+            # NumPy's overflow warnings of a diverging step say what the guard below says once.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                for batch, batch_targets in batches:
+                    last = (batch, params)
+                    params, velocities, grads, p = step(params, velocities, batch, batch_targets,
+                                                        rate, beta)
+                    model.bind(params, velocities, grads)
+                    probabilities.append(p)
+                    if interrupt.requested:
+                        break
+                if len(probabilities) < n_batches:  # stopped mid-epoch: the model keeps its
+                    kept = len(probabilities)        # last step, the history its last epoch
+                    break
+                # One transfer per epoch: the only host round trip of the training loop.
+                record, finite = metrics.record(params, probabilities, t_epoch)
             if not (finite and all(math.isfinite(value) for value in record.values())):
-                _restore(last_good)
+                model.bind(last_good, good_velocities)
                 history["diverged_epoch"] = epoch
                 restored = (f"the end of epoch {epoch - 1}" if epoch > initial_epoch
                             else f"their values before epoch {epoch}")
                 warnings.warn(f"training diverged at epoch {epoch} with lr={lr}: the loss or the "
                               f"parameters are no longer finite; parameters restored to {restored}",
-                              RuntimeWarning, stacklevel=3)
+                              TrainingDiverged, stacklevel=3)
                 break
             for key in METRICS:
                 history[key].append(record[key])  # type: ignore[literal-required]
             if verbose and (epoch % 10 == 0 or epoch == epochs - 1):
                 print(f"Epoch {epoch:3d}/{epochs}: loss={record['train_loss']:.4f}  "
                       f"train_acc={record['train_acc']:.1%}  val_acc={record['val_acc']:.1%}")
-            if callback is not None and callback(epoch, record) is True:
+            if callback is not None and callback(epoch, record):
                 history["stopped_epoch"] = epoch
                 break
+    if last is not None:
+        model.remember(_from_rows_batch(last[0], shape, xp), last[1])
     if interrupt.requested:
         history["interrupted"], history["interrupted_steps"] = True, kept
         done = initial_epoch + len(history["train_loss"])
@@ -142,93 +172,115 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
                   f"steps, so resuming with initial_epoch={done} repeats them" if kept else
                   f"between epochs: resume exactly with initial_epoch={done}")
         warnings.warn(f"training interrupted {inside}; the history ends with epoch {done - 1}",
-                      RuntimeWarning, stacklevel=3)
+                      TrainingInterrupted, stacklevel=3)
     if epochs == initial_epoch and first_conv is not None:  # nothing trained: the current filters
         history["kernel_snapshots"][epochs] = to_numpy(first_conv.weights)
     return history
 
 
-def repeat_step(model: Trainable, x: Array, y: Array, lr: float, momentum: float = 0.0, *,
-                fast: bool = True) -> Callable[[], Array]:
-    """For timing a training step: ``step()`` runs one step on the batch ``(x, y)`` exactly as
-    ``fit`` runs each of its steps (the fast path where it applies, compiled on JAX) and returns
-    its probabilities (fast path) or loss (general path), on the device, without waiting.
-
-    ``x``, ``y``, ``lr`` and ``momentum`` are checked here, once, and ``model`` is placed; each
-    ``step()`` is then unchecked. On the fast path the parameters live inside ``step`` between
-    calls, as they do inside an epoch of ``fit``; ``step.bind()`` hands them to the layers.
-    """
-    x, y = as_data(x), as_labels(y)
-    place = _checks.data(model, x, y)
-    lr, momentum = _checks.learning_rate(lr), _checks.momentum(momentum)
-    if model.placement is None:
-        model.to(place.xp, place.device, place.dtype)
-    classes = model.output_shape(tuple(x.shape))[1]
-    path = _path(model, tuple(x.shape[1:]), place, momentum, fast, x.shape[0])
-    targets = path.encode(y, classes)
-    return _RepeatedStep(model, path, x, targets, lr, momentum)
+def _batches(batch_size: int, xp: Any) -> Callable:
+    """``split(x, targets, order)``: the epoch's batches, ``[(rows, one-hot columns), ...]`` of
+    ``x`` and ``targets`` shuffled by ``order``, and the shuffled targets (one call per epoch:
+    compiled on JAX, where each eager slice is a dispatch; views on NumPy)."""
+    def split(x: Array, targets: Array, order: Array) -> tuple[list, Array]:
+        rows, columns = to_rows(xp.take(x, order, axis=0), xp), xp.take(targets, order, axis=1)
+        return ([(rows[:, start:stop], columns[:, start:stop])
+                 for start, stop in evaluation.chunks(x.shape[0], batch_size)], columns)
+    return split
 
 
-class _RepeatedStep:
-    """``repeat_step``'s ``step``: ``step()`` takes one step, ``step.bind()`` binds the result."""
-
-    def __init__(self, model: Trainable, path: paths.GeneralPath | paths.FastPath, x: Array,
-                 targets: Array, lr: float, momentum: float) -> None:
-        self.model, self.path, self.x, self.targets = model, path, x, targets
-        self.lr, self.momentum = lr, momentum
-        if isinstance(path, paths.FastPath):
-            self.params, self.velocities = path.params()
-            self.grads = None
-
-    def __call__(self) -> Array:
-        if not isinstance(self.path, paths.FastPath):
-            loss, _ = self.model.loss_and_grad(self.x, self.targets, check=False)
-            self.model.step(self.lr, self.momentum, check=False)
-            return loss
-        self.params, self.velocities, self.grads, p = self.path.step_at(
-            self.params, self.velocities, self.x, self.targets, 0, self.x.shape[0], self.lr,
-            self.momentum)
-        return p
-
-    def bind(self) -> None:
-        if isinstance(self.path, paths.FastPath) and self.grads is not None:
-            self.path.bind(self.params, self.velocities, self.grads,
-                           1.0 if self.momentum else self.lr)
+def _velocities(model: Trainable) -> tuple:
+    return tuple(layer.velocity[attr] for _, layer, attr in model.parameters())
 
 
-def _path(model: Trainable, image_shape: tuple[int, ...], place: Placement, momentum: float,
-          fast: bool, max_batch: int) -> paths.GeneralPath | paths.FastPath:
-    """The fast path where it applies, compiled on JAX; else the general path. The one place
-    where how a step runs is chosen."""
-    plan = fastpath.plan(model, image_shape, place, max_batch) if fast else None
-    if plan is None:
-        return paths.GeneralPath(model, place.xp, place.dtype)
-    if is_jax_namespace(place.xp):
-        architecture = [(type(layer).__name__, layer.config()) for layer in model.layers]
-        key = (json.dumps(architecture), image_shape, repr(place.device), dtype_name(place.dtype),
-               bool(momentum))
-        return paths.CompiledPath(plan, bool(momentum), place.xp, place.dtype, key)
-    return paths.FastPath(plan, bool(momentum), place.xp, place.dtype)
+def _from_rows_batch(rows: Array, shape: tuple[int, ...], xp: Any) -> Array:
+    """A batch of the epoch's rows as images, copied (a view would keep the whole epoch alive)."""
+    return xp.asarray(xp.reshape(rows.mT, (rows.shape[1], *shape)), copy=True)
 
 
-def _record(values: np.ndarray, datasets: evaluation.TrainAndValidation) -> tuple[dict, bool]:
-    """The epoch's four metrics from ``paths``' vector (on the host), and whether all is finite."""
-    n_train, n_val = datasets.n_train, datasets.sets[2].shape[0]
-    record = {"train_loss": float(values[0]), "val_loss": float(values[1] / n_val),
-              "train_acc": float(values[2] / n_train), "val_acc": float(values[3] / n_val)}
-    return record, bool(values[4])
+# -- what runs per step and per epoch, compiled on JAX --------------------------------------------
+#: Compiled functions kept at most (least recently used first out): each holds an executable.
+MAX_COMPILED = 32
+_COMPILED: OrderedDict[tuple, Any] = OrderedDict()
 
 
-def _state(model: Trainable) -> list[tuple[Any, str, Array, Array]]:
-    """``(layer, name, parameter, velocity)`` for every parameter: references, not copies."""
-    return [(layer, attr, getattr(layer, attr), layer.velocity[attr])
-            for _, layer, attr in model.parameters()]
+def clear_compiled() -> None:
+    """Forget every function ``fit``, ``predict`` and ``evaluate`` compiled on JAX (they are kept,
+    at most ``MAX_COMPILED``, so that a new model of the same architecture does not compile
+    again). Follow with ``jax.clear_caches()`` to give JAX's own caches back too."""
+    _COMPILED.clear()
 
 
-def _restore(saved: list[tuple[Any, str, Array, Array]]) -> None:
-    for layer, attr, param, velocity in saved:
-        setattr(layer, attr, param)
-        layer.velocity[attr] = velocity
+def compiled(model: Trainable, what: tuple, function: Callable) -> Callable:
+    """``function`` itself, or on JAX ``jax.jit(function)`` kept by ``what`` (a name, then the
+    input shape, then anything else the function depends on), the model's architecture and its
+    placement: whatever else the function closes over must follow from those. The arrays'
+    shapes are JAX's business: a key never holds a dataset's size."""
+    place = model.placement
+    assert place is not None
+    if not is_jax_namespace(place.xp) or not model.program(what[1]).pure:
+        return function
+    key = (*what, json.dumps(model.config(), sort_keys=True), repr(place.device),
+           dtype_name(place.dtype))
+    if key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key]
+    import jax  # here only: the arrays are JAX's already
+
+    _COMPILED[key] = compiled = jax.jit(function)
+    while len(_COMPILED) > MAX_COMPILED:
+        _COMPILED.popitem(last=False)
+    return compiled
+
+
+def train_step(model: Trainable, shape: tuple[int, ...], momentum: float = 0.0) -> Callable:
+    """The step ``fit`` takes on ``(batch, *shape)`` images: ``step(params, velocities, x,
+    targets, lr, momentum)`` with ``x`` batch-last rows and ``targets`` one-hot columns, returning
+    new ``(params, velocities, gradients, probabilities)`` (``Program.train_step``, compiled on
+    JAX; whether there is momentum is fixed per compiled step). The model must be placed."""
+    return compiled(model, ("step", shape, bool(momentum)), model.program(shape).train_step)
+
+
+def logits_of(model: Trainable, shape: tuple[int, ...]) -> Callable[[Array], Array]:
+    """``logits_of(images)``: ``(classes, batch)`` logits of ``(batch, *shape)`` images by the
+    model's current parameters, nothing kept (compiled on JAX). The model must be placed."""
+    place = model.placement
+    assert place is not None
+    program, xp = model.program(shape), place.xp
+    logits = compiled(model, ("logits", shape), program.logits)
+    return lambda images: logits(model.params(), to_rows(images, xp))
+
+
+class _Metrics:
+    """An epoch's four metrics as one device vector, read in one transfer: the training loss
+    (from the epoch's probabilities), the validation loss, both accuracies, and whether every
+    loss and parameter is finite. The two sets go through the network together when both fit in
+    one chunk (at the chapter's size an epoch's metrics cost about as many calls as a step)."""
+
+    def __init__(self, model: Trainable, shape: tuple[int, ...], place: Placement, x_train: Array,
+                 y_train: Array, x_val: Array, y_val: Array, batch_size: int, size: int) -> None:
+        xp, program = place.xp, model.program(shape)
+        self.xp, self.n_train, self.n_val = xp, x_train.shape[0], x_val.shape[0]
+        self.datasets = evaluation.TrainAndValidation(x_train, y_train, x_val, y_val, size, xp)
+        self.totals = compiled(model, ("totals", shape), evaluation.totals_of(program.logits, xp))
+
+        def combine(params: tuple, probabilities: Array, targets: Array, parts: tuple) -> Array:
+            train_loss = mean_of_batch_losses(probabilities, targets, batch_size, xp)
+            train_correct, val_loss, val_correct = parts
+            # The parameters too: an overflowed conv bias behind a ReLU leaves every loss finite.
+            finite = xp.all(xp.isfinite(xp.concat([xp.reshape(p, (-1,)) for p in params])))
+            return xp.stack([train_loss, val_loss, train_correct, val_correct,
+                             xp.astype(finite, train_loss.dtype)])
+        self.combine = compiled(model, ("combine", shape, batch_size), combine)
+
+    def record(self, params: tuple, probabilities: list, targets: Array) -> tuple[dict, bool]:
+        xp = self.xp
+        epoch = probabilities[0] if len(probabilities) == 1 else xp.concat(probabilities, axis=1)
+        parts = self.datasets.totals(lambda x, y, marks: self.totals(params, x, y, marks))
+        values = to_numpy(self.combine(params, epoch, targets, parts))
+        record = {"train_loss": float(values[0]), "val_loss": float(values[1] / self.n_val),
+                  "train_acc": float(values[2] / self.n_train), "val_acc": float(values[3] / self.n_val)}
+        return record, bool(values[4])
 
 
 class _StopOnInterrupt:

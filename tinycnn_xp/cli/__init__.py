@@ -13,8 +13,8 @@ to the current or the temporary directory), and Ctrl-C, at any moment, 130 with 
 ``common.EXIT_STATUSES``); a sweep's finished runs are kept.
 
 This module imports nothing until ``main`` runs, so that Ctrl-C while NumPy, torch or JAX are
-being imported is one line too. Modules: ``main`` (the parser), ``common`` (what the commands
-share), ``files`` (run folders, fallbacks), ``resume`` (checking a checkpoint to continue),
+being imported is one line too. Modules: ``parser`` (the parser and the dispatch), ``common``
+(what the commands share), ``files`` (run folders, fallbacks), ``resume`` (checking a checkpoint to continue),
 ``progress``, and one per command: ``train``, ``sweep``, ``gradcheck``.
 """
 
@@ -28,26 +28,18 @@ __all__ = ["FIGURES", "UsageProblem", "build_parser", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The console entry ``tinycnn-xp``: runs ``main.main(argv)``, importing it only now.
+    """The console entry ``tinycnn-xp``: runs ``parser.main(argv)``, importing it only now.
 
     Ctrl-C during those imports (NumPy, the library, ...) is one line and exit status 130."""
     try:
-        return _submodule("main").main(argv)
+        return _submodule("parser").main(argv)
     except KeyboardInterrupt:
         print("tinycnn-xp: interrupted", file=sys.stderr)
         return 130
 
 
-_entry = main
-
-
 def _submodule(name: str) -> Any:
-    try:
-        return importlib.import_module(f"{__name__}.{name}")
-    finally:
-        # Importing the submodule ``main`` binds it to this package's name ``main``: the
-        # function stays what ``tinycnn_xp.cli.main`` means.
-        globals()["main"] = _entry
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def __getattr__(name: str) -> Any:
@@ -55,5 +47,5 @@ def __getattr__(name: str) -> Any:
     if name in ("FIGURES", "UsageProblem"):
         return getattr(_submodule("common"), name)
     if name == "build_parser":
-        return _submodule("main").build_parser
+        return _submodule("parser").build_parser
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

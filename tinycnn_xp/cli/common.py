@@ -16,7 +16,8 @@ from .._backends import Backend, BackendUnavailable, resolve
 from ..data import CLASS_NAMES, make_dataset_bundle
 from ..history import History
 from ..models import Sequential
-from ..sweep import learning_rate_sweep
+from ..sweep import SweepInterrupted, learning_rate_sweep
+from ..training import TrainingDiverged, TrainingInterrupted
 from .progress import Progress
 
 DATASETS = ("lines", "lines4", "digits")
@@ -60,13 +61,12 @@ def say(command: str, line: str) -> None:
 
 @contextlib.contextmanager
 def library_warnings_as_results() -> Iterator[None]:
-    """Training's own warnings (divergence, interruption) and the floating-point warnings of a
-    diverging run (NumPy's ``overflow encountered``) are left to the history, which the command
-    reports in its own words; other warnings still reach ``warnings.showwarning``."""
+    """Training's own warnings (``TrainingDiverged``, ``TrainingInterrupted``,
+    ``SweepInterrupted``) are left to the history, which the command reports in its own words;
+    other warnings still reach ``warnings.showwarning``."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r"training (diverged|interrupted)", RuntimeWarning)
-        warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero|underflow) "
-                                          r"encountered", RuntimeWarning)
+        for category in (TrainingDiverged, TrainingInterrupted, SweepInterrupted):
+            warnings.simplefilter("ignore", category)
         yield
 
 
@@ -206,12 +206,22 @@ def flag(convert: Callable[[str], Any], check: Callable[[Any, str], Any],
     return parse
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
-    def at_least(value: int, name: str) -> int:
-        if value < low:
+#: The largest values the size flags take (``--help`` says them): each is checked before anything
+#: runs, so a typo is one line, not a run that cannot end or a raw MemoryError.
+MAX_EPOCHS = 1_000_000
+MAX_BATCH = 2**31 - 1
+MAX_SAMPLES = 10_000    # gradcheck's random images (each entry of each parameter: 2 passes over them)
+MAX_CLASSES = 1_000
+MAX_RUNS = 10_000       # a sweep's grid: the product of its value lists
+
+
+def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    def in_range(value: int, name: str) -> int:
+        if value < low or (high is not None and value > high):
             raise ValueError(name)
         return value
-    return flag(int, at_least, f"an integer >= {low}")
+    expected = f"an integer >= {low}" if high is None else f"an integer from {low} to {high:,}"
+    return flag(int, in_range, expected)
 
 
 def _workers(value: int, name: str) -> int:

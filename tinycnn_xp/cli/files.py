@@ -77,25 +77,37 @@ class RunFiles:
             self._report(f"cannot write {where}: {exc.strerror or exc}")
 
     def save_checkpoint(self, model: Any, history: Any, meta: dict) -> Path | None:
-        """The checkpoint in the run folder, else in the fallbacks; ``None`` if nowhere."""
+        """The checkpoint in the run folder, else in the fallbacks; ``None`` if nowhere. Any error
+        sends it to a fallback; one about what the file would hold (a history it cannot store)
+        saves the model with as much of the history as it can store."""
         target = self.out / "model.npz"
         try:
             self.files["checkpoint"] = checkpoint.save(model, target, history, meta=meta)
             return self.files["checkpoint"]
-        except OSError as exc:
+        except Exception as exc:  # any error: a finished model is never lost
             self.failed.append("checkpoint")
-            problem = f"cannot write {target}: {exc.strerror or exc}"
+            problem = f"cannot write {target}: {getattr(exc, 'strerror', None) or exc}"
+        keep = [history, _without_snapshots(history), None]
         for folder in (Path.cwd(), Path(tempfile.gettempdir())):
             path = _unused(folder / f"tinycnn-xp-{self.out.name}-model.npz")
-            try:
-                self.files["checkpoint"] = checkpoint.save(model, path, history, meta=meta)
-            except OSError:
-                continue
-            self._report(f"{problem}; the model was saved to {path} instead")
-            return path
+            for kept in keep:
+                try:
+                    self.files["checkpoint"] = checkpoint.save(model, path, kept, meta=meta)
+                except OSError:
+                    break  # this folder cannot be written: the next one
+                except ValueError:
+                    continue  # the history cannot be stored: less of it
+                lost = "" if kept is history else (" without the history's filter snapshots"
+                                                   if kept is not None else " without its history")
+                self._report(f"{problem}; the model was saved to {path}{lost} instead")
+                return path
         self._report(f"{problem}; nor could it be saved to the current or the temporary "
                      "directory: the model is lost")
         return None
+
+
+def _without_snapshots(history: Any) -> Any:
+    return None if history is None else {k: v for k, v in history.items() if k != "kernel_snapshots"}
 
 
 def _unused(path: Path) -> Path:

@@ -4,6 +4,7 @@ epoch by epoch (``fit``'s ``callback``); ``RunProgress`` follows a sweep run by 
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 import time
@@ -27,6 +28,12 @@ def _bar(total: int, initial: int, desc: str, unit: str) -> Any:
                 ncols=size.columns, nrows=size.lines, leave=True)
 
 
+def _round_step(at_least: float) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50, ... that is at least ``at_least``."""
+    scale = 10 ** max(0, math.floor(math.log10(max(at_least, 1))))
+    return next(m * scale for m in (1, 2, 5, 10) if m * scale >= at_least)
+
+
 class Progress:
     """``fit``'s ``callback``: a tqdm bar on a terminal, otherwise a plain line every few epochs."""
 
@@ -35,8 +42,7 @@ class Progress:
         self.total, self.start = total, time.perf_counter()
         self.quiet = quiet or not lines
         # A line every 1, 2, 5, 10, 20, 50, ... epochs: about ten lines in all.
-        self.every = next(step for step in (m * 10 ** e for e in range(9) for m in (1, 2, 5))
-                          if step * 10 >= total)
+        self.every = _round_step(total / 10)
         self.initial = initial
         self.bar: Any = None if quiet else _bar(total, initial, desc, "epoch")
 

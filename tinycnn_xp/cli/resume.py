@@ -15,6 +15,8 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from .. import checkpoint
 from .._checks import FLOAT_DTYPES
 from .._xp import dtype_name
@@ -66,10 +68,14 @@ def settings(path: str, meta: dict) -> dict[str, Any]:
     return found
 
 
-def load(args: argparse.Namespace) -> tuple[dict[str, Any], Sequential, History | None]:
-    """The checked settings, the model (on the host) and the history of ``args.resume``."""
+def load(args: argparse.Namespace) -> tuple[dict[str, Any], Sequential, History | None,
+                                           np.random.Generator | None]:
+    """The checked settings, the model (on the host), the history of ``args.resume``, and its
+    shuffle generator where the checkpoint keeps its state (``None``: the shuffles are drawn
+    again)."""
     path = args.resume
-    saved = settings(path, checkpoint_call(checkpoint.load_meta, path))
+    meta = checkpoint_call(checkpoint.load_meta, path)
+    saved = settings(path, meta)
     if args.model and saved.get("model", args.model) != args.model:
         raise UsageProblem(f"{path} holds a {saved['model']!r} model, not {args.model!r}; "
                            "leave out --model to resume it")
@@ -79,7 +85,23 @@ def load(args: argparse.Namespace) -> tuple[dict[str, Any], Sequential, History 
     history = checkpoint_call(checkpoint.load_history, path)
     _, layer, attr = model.parameters()[0]
     saved.setdefault("dtype", dtype_name(getattr(layer, attr).dtype))
-    return saved, model, history
+    return saved, model, history, shuffles(path, meta)
+
+
+def shuffles(path: str, meta: dict) -> np.random.Generator | None:
+    """The generator whose state the checkpoint's meta keeps (``shuffles``), checked, or None."""
+    if "shuffles" not in meta:
+        return None
+    state = meta["shuffles"]
+    bits: Any = np.random.PCG64()
+    try:
+        if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+            raise ValueError("not the state of a PCG64 generator")
+        bits.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise UsageProblem(f"{path}: meta entry 'shuffles' is not a shuffle generator's state "
+                           f"({type(exc).__name__}: {str(exc)[:80]})") from None
+    return np.random.Generator(bits)
 
 
 def check_fits(path: str, model: Sequential, images: tuple[int, ...], dataset: str,

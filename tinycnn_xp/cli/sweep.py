@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from .common import (
     EXIT_INTERRUPTED,
     EXIT_NOT_WRITTEN,
     EXIT_OK,
+    MAX_RUNS,
     SHUFFLE_SEED,
     UsageProblem,
     fill_defaults,
@@ -54,9 +54,15 @@ def grid_of(args: argparse.Namespace) -> dict[str, list[Any]]:
         grid["seed"] = list(args.seeds)
     flags = {"lr": "--lrs", "momentum": "--momentums", "seed": "--seeds"}
     for key, values in grid.items():
-        twice = next((value for i, value in enumerate(values) if value in values[:i]), None)
-        if twice is not None:
-            raise UsageProblem(f"{flags[key]} holds {twice:g} twice; pass distinct values")
+        seen: set = set()
+        for value in values:  # linear: a set of the values so far
+            if value in seen:
+                raise UsageProblem(f"{flags[key]} holds {value:g} twice; pass distinct values")
+            seen.add(value)
+    runs = _size(grid)
+    if runs > MAX_RUNS:
+        raise UsageProblem(f"the grid has {runs:,} runs ({' x '.join(str(len(v)) for v in grid.values())}); "
+                           f"a sweep runs at most {MAX_RUNS:,}")
     return grid
 
 
@@ -156,9 +162,7 @@ def _run(model: Any, data: list, grid: dict[str, list[Any]], fit_kwargs: dict[st
     progress = RunProgress(_size(grid), quiet=args.quiet)
     n_jobs = None if args.scheduler is not None else args.jobs  # None: joblib's Dask backend
     try:
-        with library_warnings_as_results(), warnings.catch_warnings():
-            # Said below in this command's words, with the exit status.
-            warnings.filterwarnings("ignore", "sweep interrupted", RuntimeWarning)
+        with library_warnings_as_results():  # said below in this command's words, with the status
             return sweep(model, data[0], data[1], data[2], data[3], grid=grid, n_jobs=n_jobs,
                          on_run=progress, **fit_kwargs)
     except (TypeError, ValueError) as exc:  # what fit refuses of these data and settings

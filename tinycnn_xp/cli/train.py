@@ -46,9 +46,9 @@ __all__ = ["run"]
 def run(args: argparse.Namespace) -> int:
     saved: dict = {}
     model: Sequential | None = None
-    previous = None
+    previous = shuffled = None
     if args.resume:
-        saved, model, previous = resume.load(args)
+        saved, model, previous, shuffled = resume.load(args)
     fill_defaults(args, saved)
     backend = resolve_backend(args.backend, args.device, args.dtype)
     x_train, y_train, x_val, y_val, names = load_dataset(args.dataset)
@@ -78,13 +78,24 @@ def run(args: argparse.Namespace) -> int:
     sweep_epochs = min(args.epochs, SWEEP_EPOCHS) if args.sweep_epochs is None else args.sweep_epochs
     initial = copy.deepcopy(model) if sweep_epochs else None  # the sweep's starting point
     progress = Progress(args.epochs, done, args.quiet)
+    # The shuffles go on where the resumed run's stopped: its generator's state, after its last
+    # whole epoch (a checkpoint of 0.2.0 has none: its shuffles are drawn again).
+    shuffles = shuffled or np.random.default_rng(SHUFFLE_SEED)
+    if shuffled is None:
+        for _ in range(done):
+            shuffles.permutation(len(y_train))
+    states = [shuffles.bit_generator.state]
+
+    def after_epoch(epoch: int, metrics: dict) -> None:
+        progress(epoch, metrics)
+        states.append(shuffles.bit_generator.state)  # one permutation per whole epoch
     start = time.perf_counter()
     try:
         with library_warnings_as_results():  # said below, in this command's words
             history = model.fit(data[0], data[1], data[2], data[3], epochs=args.epochs, lr=args.lr,
-                                batch_size=args.batch_size, seed=SHUFFLE_SEED,
+                                batch_size=args.batch_size, seed=shuffles,
                                 momentum=args.momentum, verbose=False, initial_epoch=done,
-                                callback=progress)
+                                callback=after_epoch)
     finally:
         progress.close()
     seconds = time.perf_counter() - start
@@ -93,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     settings = {key: getattr(args, key) for key in ("dataset", "model", "dtype", "seed", "lr",
                                                      "batch_size", "momentum", "epochs")}
     files = RunFiles("train", out)
-    saved_to = files.save_checkpoint(model, history, settings)  # first: a finished run is kept
+    saved_to = files.save_checkpoint(model, history, {**settings, "shuffles": states[-1]})
     try:
         counts = _confusion(model, data, len(names))
         _report(history, counts, names, len(history["train_loss"]) - done, seconds)

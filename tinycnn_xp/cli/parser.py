@@ -18,6 +18,10 @@ from .common import (
     EXIT_INTERRUPTED,
     EXIT_STATUSES,
     EXIT_USAGE,
+    MAX_BATCH,
+    MAX_CLASSES,
+    MAX_EPOCHS,
+    MAX_SAMPLES,
     SWEEP_EPOCHS,
     UsageProblem,
     int_at_least,
@@ -73,13 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_placement(train)
     _add_model(train)
-    train.add_argument("--epochs", type=int_at_least(1), help="total number of epochs (with --resume too)")
+    train.add_argument("--epochs", type=int_at_least(1, MAX_EPOCHS),
+                       help=f"total number of epochs (with --resume too; at most {MAX_EPOCHS:,})")
     train.add_argument("--lr", type=positive_float, help="learning rate")
-    train.add_argument("--batch-size", type=int_at_least(1), help="mini-batch size")
+    train.add_argument("--batch-size", type=int_at_least(1, MAX_BATCH),
+                       help="mini-batch size (a batch larger than the data is the whole data)")
     train.add_argument("--momentum", type=momentum_flag, help="momentum in [0, 1) (0: plain SGD)")
     train.add_argument("--out", metavar="DIR", help="run folder (default: a new folder under runs/)")
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this .npz")
-    train.add_argument("--sweep-epochs", type=int_at_least(0), metavar="N",
+    train.add_argument("--sweep-epochs", type=int_at_least(0, MAX_EPOCHS), metavar="N",
                        help="epochs per rate of the learning-rate sweep run after training, from "
                             f"the same starting point (default: the run's epochs, at most {SWEEP_EPOCHS}; "
                             "0: no sweep)")
@@ -93,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     grad.add_argument("--model", choices=sorted(PRESETS), help="model preset (default: tiny)")
     grad.add_argument("--seed", type=int_at_least(0), default=99,
                       help="seed of the weights (default: 99, the chapter's check)")
-    grad.add_argument("--classes", type=int_at_least(2), default=3, help="number of classes (default: 3)")
-    grad.add_argument("--samples", type=int_at_least(1), default=4,
+    grad.add_argument("--classes", type=int_at_least(2, MAX_CLASSES), default=3,
+                      help=f"number of classes (default: 3; at most {MAX_CLASSES:,})")
+    grad.add_argument("--samples", type=int_at_least(1, MAX_SAMPLES), default=4,
                       help="images in the checked batch (default: 4)")
     grad.add_argument("--epsilon", type=positive_float, default=1e-5,
                       help="finite-difference step (default: 1e-5)")
@@ -124,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seed of every run's initial weights (default: 42; the shuffles use 0)")
     seeds.add_argument("--seeds", type=int_at_least(0), nargs="+", metavar="SEED",
                        help="seeds to sweep: each seeds a run's initial weights and its shuffles")
-    sweep.add_argument("--epochs", type=int_at_least(1), help="epochs per run")
-    sweep.add_argument("--batch-size", type=int_at_least(1), help="mini-batch size")
+    sweep.add_argument("--epochs", type=int_at_least(1, MAX_EPOCHS),
+                       help=f"epochs per run (at most {MAX_EPOCHS:,})")
+    sweep.add_argument("--batch-size", type=int_at_least(1, MAX_BATCH), help="mini-batch size")
     where = sweep.add_mutually_exclusive_group()
     where.add_argument("--jobs", type=jobs_flag, metavar="N",
                        help="worker processes (joblib): 1 runs serially in this process (default), "
