@@ -55,13 +55,25 @@ def test_a_failed_final_write_goes_to_the_current_directory(numpy_only, tmp_path
     result = run_cli(["train", "--out", "run", *QUICK], tmp_path, prelude)
     assert result.returncode == 4
     fallback = tmp_path / "tinycnn-xp-run-model.npz"
-    assert one_line(result) == (f"tinycnn-xp train: cannot write {os.path.join('run', 'model.npz')}: "
-                                f"No space left on device; the model was saved to {fallback} instead")
+    # One line per file, each naming it; every write is atomic, so none is left half written.
+    lines = lines_of(result)
+    run = lambda name: os.path.join("run", name)
+    assert lines == [f"tinycnn-xp train: cannot write {run('history.csv')}: No space left on device; "
+                     "training goes on",
+                     f"tinycnn-xp train: cannot write {run('model.npz')}: No space left on device; "
+                     f"the model was saved to {fallback} instead",
+                     f"tinycnn-xp train: cannot write {run('history.json')}: No space left on device"]
     model = tc.Sequential.load(fallback)
     assert len(checkpoint.load_history(fallback)["train_loss"]) == 2
     assert type(model) is tc.TinyCNN
-    assert (tmp_path / "run" / "history.json").is_file()  # written without a rename
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".tinycnn-xp.lock"]
     assert f"checkpoint {fallback}" in result.stdout
+
+
+def lines_of(result):
+    """The lines on stderr, with no traceback or warning among them."""
+    assert "Traceback" not in result.stderr and "Warning" not in result.stderr, result.stderr
+    return result.stderr.strip().splitlines()
 
 
 def test_then_the_temporary_directory_and_never_over_a_file(numpy_only, tmp_path):
@@ -74,7 +86,7 @@ def test_then_the_temporary_directory_and_never_over_a_file(numpy_only, tmp_path
                      env={**os.environ, "TMPDIR": str(temporary)})
     assert result.returncode == 4
     fallback = temporary / "tinycnn-xp-run-model-2.npz"
-    assert f"the model was saved to {fallback} instead" in one_line(result)
+    assert any(line.endswith(f"the model was saved to {fallback} instead") for line in lines_of(result))
     assert tc.Sequential.load(fallback).parameter_count == 114
     assert (temporary / "tinycnn-xp-run-model.npz").read_text() == "someone else's"
 
@@ -83,4 +95,4 @@ def test_when_nothing_can_be_written_it_says_so(numpy_only, tmp_path):
     prelude = refusing("replace", ["/"])
     result = run_cli(["train", "--out", "run", *QUICK], tmp_path, prelude)
     assert result.returncode == 4
-    assert "the model is lost" in one_line(result)
+    assert sum("the model is lost" in line for line in lines_of(result)) == 1

@@ -198,7 +198,7 @@ def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, target)  # atomic: readers see the old file or the new one, never half
         tmp = None
-        _sync_directory(target.parent)
+        sync_directory(target.parent)
     except OSError as exc:
         raise _naming(exc, path) from None
     finally:
@@ -227,7 +227,7 @@ def _create_temporary(target: Path) -> tuple[Path, int]:
     raise FileExistsError(f"no free temporary name next to {target}")
 
 
-def _sync_directory(folder: Path) -> None:
+def sync_directory(folder: Path) -> None:
     """Flush the rename to disk too (POSIX; elsewhere, and where it is refused, a no-op)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -419,12 +419,7 @@ class _Archive:
             raise ValueError(f"{self.where}: entry {key!r} is encrypted")
         try:
             with self.zip.open(info) as member:
-                version = np.lib.format.read_magic(member)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
-                               np.lib.format.read_array_header_2_0 if version == (2, 0) else None)
-                if read_header is None:
-                    raise ValueError(f"unsupported .npy version {version}")
-                shape, fortran, dtype = read_header(member, max_header_size=10_000)
+                shape, fortran, dtype = npy_header(member)
                 offset = member.tell()
         except ValueError as exc:
             raise ValueError(f"{self.where}: entry {key!r} is not a readable .npy array: {exc}") from None
@@ -503,6 +498,17 @@ class _Archive:
         if not isinstance(meta, dict):
             raise ValueError(f"{self.where}: checkpoint entry 'meta' is not a JSON object")
         return meta
+
+
+def npy_header(member: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` from the header of a ``.npy`` stream, read without the
+    data (and without trusting a header larger than 10,000 bytes); ``ValueError`` if it is not one."""
+    version = np.lib.format.read_magic(member)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                   np.lib.format.read_array_header_2_0 if version == (2, 0) else None)
+    if read_header is None:
+        raise ValueError(f"unsupported .npy version {version}")
+    return read_header(member, max_header_size=10_000)
 
 
 def _directory_size(handle: IO[bytes]) -> int | None:

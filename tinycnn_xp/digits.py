@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks
+from .datafiles import check_val_fraction, stratified_split
 
 __all__ = ["DIGIT_NAMES", "load_digits_split"]
 
@@ -25,9 +26,7 @@ def load_digits_split(val_fraction: float = 0.2, seed: int = 0):
     ``numpy.random.default_rng(seed)``, so the split is the same on every machine (the defaults
     give 1,438 training and 359 validation images).
     """
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) \
-            or not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be a number in (0, 1), got {val_fraction!r}")
+    check_val_fraction(val_fraction)
     _checks.non_negative_int(seed, "seed")
     try:
         from sklearn.datasets import load_digits
@@ -38,13 +37,7 @@ def load_digits_split(val_fraction: float = 0.2, seed: int = 0):
     images = (np.asarray(bunch.images, dtype=np.float64) / 16.0)[:, None, :, :]
     labels = np.asarray(bunch.target, dtype=np.int64)
 
-    rng = np.random.default_rng(seed)
-    val_mask = np.zeros(labels.size, dtype=bool)
-    for digit in range(10):  # stratified: the same fraction of every digit goes to validation
-        members = np.flatnonzero(labels == digit)
-        val_mask[rng.choice(members, size=round(val_fraction * members.size), replace=False)] = True
-    train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
-    # Shuffle within each part so that the classes are interleaved (fit shuffles anyway; this
-    # makes the first images of x_train a mix of digits, like the line patterns).
-    train_idx, val_idx = rng.permutation(train_idx), rng.permutation(val_idx)
+    # Stratified: the same fraction of every digit goes to validation; each part shuffled so
+    # that the first images of x_train are a mix of digits, like the line patterns.
+    train_idx, val_idx = stratified_split(labels, val_fraction, seed)
     return images[train_idx], labels[train_idx], images[val_idx], labels[val_idx], DIGIT_NAMES

@@ -62,6 +62,19 @@ def predict(logits_of: Callable[[Array], Array], x: Array, size: int, xp: Any) -
     return out
 
 
+def probabilities(logits_of: Callable[[Array], Array], x: Array, size: int, xp: Any) -> Array:
+    """``(images, classes)`` softmax probabilities of every image of ``x``, chunk by chunk."""
+    n, out = x.shape[0], None
+    for start, stop in chunks(n, size):
+        part = softmax_columns(logits_of(x[start:stop, ...]), xp).mT
+        if stop - start == n:
+            return part
+        if out is None:
+            out = xp.empty((n, part.shape[1]), dtype=part.dtype, device=device(part))
+        out = xpx.at(out, slice(start, stop)).set(part)
+    return out
+
+
 def correct_count(logits_of: Callable[[Array], Array], x: Array, y: Array, size: int, xp: Any) -> Array:
     """Number of correct predictions on ``x``, ``y``, a 0-d array on the device."""
     total: Any = None

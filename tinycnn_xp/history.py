@@ -28,8 +28,8 @@ class History(TypedDict, total=False):
     host NumPy copy of the first convolution's weights at that epoch's start. The optional keys
     say how training ended early: ``diverged_epoch`` (a loss or parameter stopped being finite;
     the parameters were restored), ``stopped_epoch`` (the callback asked to stop after it),
-    ``interrupted`` and ``interrupted_steps`` (Ctrl-C; the steps of the unfinished epoch that the
-    model kept).
+    ``interrupted`` (Ctrl-C; the model was put back to the end of the last whole epoch) and
+    ``interrupted_steps`` (only in 0.2 checkpoints: the steps of the cut epoch its model kept).
     """
 
     train_loss: list[float]

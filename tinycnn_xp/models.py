@@ -445,6 +445,16 @@ class Sequential:
         self._place_for(place)
         return evaluation.predict(training.logits_of(self, tuple(x.shape[1:])), x, chunk, place.xp)
 
+    def predict_proba(self, x: Array, *, eval_batch_size: int | None = None) -> Array:
+        """Class probabilities ``(batch, classes)`` (the softmax of the logits), on the input's
+        device, in chunks like ``predict``."""
+        x = as_data(x)
+        place = _checks.dataset(self, x, None)
+        chunk = evaluation.eval_batch_size(eval_batch_size, tuple(x.shape[1:]))
+        self._place_for(place)
+        return evaluation.probabilities(training.logits_of(self, tuple(x.shape[1:])), x, chunk,
+                                        place.xp)
+
     def evaluate(self, x: Array, y: Array, *, eval_batch_size: int | None = None) -> float:
         """Accuracy (fraction of correct predictions) on ``x``, ``y``, in chunks like ``predict``."""
         x, y = as_data(x), as_labels(y)
@@ -461,7 +471,7 @@ class Sequential:
             seed: int | np.random.Generator | None = 0, *,
             momentum: float = 0.0, verbose: bool = True, initial_epoch: int = 0,
             callback: training.Callback | None = None,
-            eval_batch_size: int | None = None) -> History:
+            eval_batch_size: int | None = None, history: History | None = None) -> History:
         """Mini-batch SGD over shuffled training data; returns the per-epoch history.
 
         Parameters
@@ -486,6 +496,10 @@ class Sequential:
             most ``training.MAX_REPLAY``); pass the first run's Generator to skip that.
         eval_batch_size : int, optional
             Images per chunk of the per-epoch metrics (see ``predict``).
+        history : History, optional
+            The history of the ``initial_epoch`` epochs already trained, continued in place and
+            returned: each epoch is in it before ``callback`` runs, so a callback can save a
+            checkpoint of the whole run so far.
 
         Returns
         -------
@@ -506,14 +520,14 @@ class Sequential:
         end of that epoch with a ``TrainingDiverged`` warning and the parameters and velocities of
         the last finite epoch are restored (``history['diverged_epoch']``).
 
-        Ctrl-C stops after the current step (a second Ctrl-C raises ``KeyboardInterrupt``) and
-        returns the history of the whole epochs so far, with ``history['interrupted']`` and
-        ``history['interrupted_steps']``, the steps of the unfinished epoch already applied to
-        the model (0 when it stopped between epochs: then the run can be resumed exactly).
+        Ctrl-C stops after the current step (a second Ctrl-C raises ``KeyboardInterrupt``),
+        puts the parameters and velocities back to the end of the last whole epoch, and returns
+        the history of the whole epochs, with ``history['interrupted']``: resuming with
+        ``initial_epoch=len(history['train_loss'])`` is exact.
         """
         return training.fit(self, x_train, y_train, x_val, y_val, epochs, lr, batch_size, seed,
                             momentum=momentum, verbose=verbose, initial_epoch=initial_epoch,
-                            callback=callback, eval_batch_size=eval_batch_size)
+                            callback=callback, eval_batch_size=eval_batch_size, history=history)
 
     # -- configuration, state, checkpoints -----------------------------------------------------
     def config(self) -> dict[str, Any]:

@@ -70,7 +70,8 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
         epochs: int = 80, lr: float = 0.12, batch_size: int = 18,
         seed: int | np.random.Generator | None = 0, *,
         momentum: float = 0.0, verbose: bool = True, initial_epoch: int = 0,
-        callback: Callback | None = None, eval_batch_size: int | None = None) -> History:
+        callback: Callback | None = None, eval_batch_size: int | None = None,
+        history: History | None = None) -> History:
     """Mini-batch SGD of ``model`` over shuffled training data; returns the per-epoch history.
 
     See ``Sequential.fit``, which calls this with the same arguments.
@@ -95,6 +96,7 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
     chunk = evaluation.eval_batch_size(eval_batch_size, tuple(x_train.shape[1:]))
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    _check_continued(history, initial_epoch)
     if model.placement is None:  # placed by its first input, like every other public call
         model.to(place.xp, place.device, place.dtype)
 
@@ -115,8 +117,8 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
     metrics = _Metrics(model, shape, place, x_train, y_train, x_val, y_val, batch_size, chunk)
     targets = one_hot_columns(y_train, classes, place.dtype, xp)  # once, not at every step
     rate, beta = lr, (momentum or None)
-    history = new_history()
-    kept = 0  # steps of an epoch that Ctrl-C cut short
+    history = _continue(history)
+    continued = len(history["train_loss"])  # epochs before initial_epoch that it holds
     last: Any = None  # (batch, parameters) of the last step: what the layers' last_input show
     with _StopOnInterrupt() as interrupt:
         for epoch in range(initial_epoch, epochs):
@@ -141,8 +143,9 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
                     probabilities.append(p)
                     if interrupt.requested:
                         break
-                if len(probabilities) < n_batches:  # stopped mid-epoch: the model keeps its
-                    kept = len(probabilities)        # last step, the history its last epoch
+                if len(probabilities) < n_batches:  # stopped mid-epoch: back to the epoch's
+                    model.bind(last_good, good_velocities)  # start, so resuming is exact
+                    last = (last[0], last_good)
                     break
                 # One transfer per epoch: the only host round trip of the training loop.
                 record, finite = metrics.record(params, probabilities, t_epoch)
@@ -166,15 +169,44 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
     if last is not None:
         model.remember(_from_rows_batch(last[0], shape, xp), last[1])
     if interrupt.requested:
-        history["interrupted"], history["interrupted_steps"] = True, kept
-        done = initial_epoch + len(history["train_loss"])
-        inside = (f"after {kept} of {n_batches} steps of epoch {done}: the model keeps those "
-                  f"steps, so resuming with initial_epoch={done} repeats them" if kept else
-                  f"between epochs: resume exactly with initial_epoch={done}")
-        warnings.warn(f"training interrupted {inside}; the history ends with epoch {done - 1}",
+        history["interrupted"] = True
+        done = initial_epoch + len(history["train_loss"]) - continued
+        warnings.warn(f"training interrupted; the model and the history are those of the end of "
+                      f"epoch {done - 1} (resume exactly with initial_epoch={done})",
                       TrainingInterrupted, stacklevel=3)
     if epochs == initial_epoch and first_conv is not None:  # nothing trained: the current filters
         history["kernel_snapshots"][epochs] = to_numpy(first_conv.weights)
+    return history
+
+
+#: the keys that say how a run ended: a continued history starts without them.
+_ENDINGS = ("diverged_epoch", "stopped_epoch", "interrupted", "interrupted_steps")
+
+
+def _check_continued(history: Any, initial_epoch: int) -> None:
+    """``history=`` is ``None`` or a history of exactly ``initial_epoch`` epochs."""
+    if history is None:
+        return
+    if not isinstance(history, dict) or not all(isinstance(history.get(key), list)
+                                                for key in METRICS) \
+            or not isinstance(history.get("kernel_snapshots"), dict):
+        raise TypeError(f"history must be a history fit returned (a dict with the lists "
+                        f"{', '.join(METRICS)} and kernel_snapshots), got {type(history).__name__}")
+    lengths = {len(history[key]) for key in METRICS}
+    if lengths != {initial_epoch}:
+        raise ValueError(f"history must hold the initial_epoch={initial_epoch} epochs it continues, "
+                         f"got lists of {sorted(lengths)} epochs")
+
+
+def _continue(history: History | None) -> History:
+    """A new history, or ``history`` continued in place (checked by ``_check_continued``): how
+    its run ended is forgotten, and so is its own last-epoch snapshot (the run goes on)."""
+    if history is None:
+        return new_history()
+    for key in _ENDINGS:
+        history.pop(key, None)  # type: ignore[misc]
+    history["kernel_snapshots"] = {epoch: kernels for epoch, kernels
+                                   in history["kernel_snapshots"].items() if epoch in SNAPSHOT_EPOCHS}
     return history
 
 

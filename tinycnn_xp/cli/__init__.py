@@ -1,10 +1,13 @@
-"""Command line: ``tinycnn-xp train | gradcheck | sweep`` (``python -m tinycnn_xp`` too).
+"""Command line: ``tinycnn-xp train | gradcheck | sweep | predict | evaluate`` (``python -m
+tinycnn_xp`` too).
 
 ``train`` trains a preset on the line patterns (the chapter's run by default) or the 8x8 digits on
 the chosen backend, shows progress, prints a summary, and writes the figures, a checkpoint and the
 history into a run folder. ``--resume`` continues a checkpoint's run exactly where it stopped.
 ``sweep`` trains a grid of learning rates x momenta x seeds, serially, on ``--jobs`` worker
 processes or on a Dask cluster (``--scheduler``), and writes its table, JSON and figure.
+``--data PATH`` trains on your own images; ``predict`` classifies new ones and ``evaluate``
+measures a model on labelled ones. ``train`` checkpoints as epochs end, and SIGTERM is Ctrl-C.
 Problems the user can fix (a backend that cannot run here, a missing extra, a bad checkpoint, an
 output folder that cannot be written, a scheduler that cannot be reached) end with one line on
 stderr and exit status 2, before any training; ``gradcheck`` exits 1 when a gradient is off; a
@@ -14,8 +17,11 @@ to the current or the temporary directory), and Ctrl-C, at any moment, 130 with 
 
 This module imports nothing until ``main`` runs, so that Ctrl-C while NumPy, torch or JAX are
 being imported is one line too. Modules: ``parser`` (the parser and the dispatch), ``common``
-(what the commands share), ``files`` (run folders, fallbacks), ``resume`` (checking a checkpoint to continue),
-``progress``, and one per command: ``train``, ``sweep``, ``gradcheck``.
+(what the commands share), ``flags`` (flag types), ``datasets`` (built-in or own data), ``files``
+(run folders: locks, atomic writes, fallbacks), ``checkpoints`` (the checkpoints and
+``history.csv`` while training), ``resume`` (checking a checkpoint to continue), ``signals``
+(SIGTERM), ``progress``, and one per command: ``train``, ``sweep``, ``gradcheck``, ``predict``,
+``evaluate``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .. import _checks
 from .._backends import Backend, BackendUnavailable, resolve
 from ..data import CLASS_NAMES, make_dataset_bundle
 from ..history import History
@@ -41,13 +40,15 @@ EXIT_USAGE = 2          # something to fix (flag, backend, checkpoint, --out, sc
 EXIT_DIVERGED = 3       # train: the run diverged (the checkpoint holds its last finite epoch)
 EXIT_NOT_WRITTEN = 4    # a file of the run could not be written (the checkpoint went elsewhere)
 EXIT_INTERRUPTED = 130  # Ctrl-C (what was finished is saved, and the command says where)
+EXIT_TERMINATED = 143   # SIGTERM (kill, docker stop, systemd, SLURM), handled like Ctrl-C
 EXIT_STATUSES = {EXIT_OK: "done", EXIT_GRADIENT_OFF: "gradcheck: a gradient is off",
                  EXIT_USAGE: "a problem to fix first (flag, backend, checkpoint, --out, scheduler); "
                              "nothing ran",
                  EXIT_DIVERGED: "train: the run diverged; its checkpoint holds the last finite epoch",
                  EXIT_NOT_WRITTEN: "a file could not be written (the checkpoint went elsewhere, "
                                    "as printed)",
-                 EXIT_INTERRUPTED: "interrupted (Ctrl-C); what was finished is saved"}
+                 EXIT_INTERRUPTED: "interrupted (Ctrl-C); what was finished is saved",
+                 EXIT_TERMINATED: "terminated (SIGTERM), handled like Ctrl-C"}
 
 
 class UsageProblem(Exception):
@@ -115,13 +116,14 @@ def fill_defaults(args: argparse.Namespace, saved: dict | None = None) -> None:
     for key, value in (saved or {}).items():
         if getattr(args, key, "absent") is None:
             setattr(args, key, value)
-    args.dataset = args.dataset or "lines"
+    own = bool(getattr(args, "data", None))  # --data: float32 and the digits' tuned values
+    args.dataset = None if own else (args.dataset or "lines")
     args.model = args.model or "tiny"
     args.seed = 42 if args.seed is None else args.seed
     if getattr(args, "dtype", "absent") is None:
-        args.dtype = "float64"
+        args.dtype = "float32" if own else "float64"
     for key, value in zip(("epochs", "lr", "batch_size", "momentum"),
-                          default_settings(args.dataset, args.model)):
+                          default_settings("digits" if own else args.dataset, args.model)):
         if getattr(args, key, "absent") is None:
             setattr(args, key, value)
 
@@ -193,19 +195,6 @@ def _cell(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-# -- flag types ----------------------------------------------------------------------------------
-def flag(convert: Callable[[str], Any], check: Callable[[Any, str], Any],
-         expected: str) -> Callable[[str], Any]:
-    """An argparse ``type`` that converts the text, then applies the library's own check."""
-    def parse(text: str) -> Any:
-        try:
-            return check(convert(text), "value")
-        except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-    parse.__name__ = expected
-    return parse
-
-
 #: The largest values the size flags take (``--help`` says them): each is checked before anything
 #: runs, so a typo is one line, not a run that cannot end or a raw MemoryError.
 MAX_EPOCHS = 1_000_000
@@ -213,23 +202,3 @@ MAX_BATCH = 2**31 - 1
 MAX_SAMPLES = 10_000    # gradcheck's random images (each entry of each parameter: 2 passes over them)
 MAX_CLASSES = 1_000
 MAX_RUNS = 10_000       # a sweep's grid: the product of its value lists
-
-
-def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
-    def in_range(value: int, name: str) -> int:
-        if value < low or (high is not None and value > high):
-            raise ValueError(name)
-        return value
-    expected = f"an integer >= {low}" if high is None else f"an integer from {low} to {high:,}"
-    return flag(int, in_range, expected)
-
-
-def _workers(value: int, name: str) -> int:
-    if value < 1 and value != -1:
-        raise ValueError(name)
-    return value
-
-
-positive_float = flag(float, _checks.learning_rate, "a positive number")
-jobs_flag = flag(int, _workers, "an integer >= 1, or -1 (every core)")
-momentum_flag = flag(float, _checks.momentum, "a number in [0, 1)")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import sys
 import tempfile
 from collections.abc import Callable
@@ -22,7 +24,8 @@ from .. import checkpoint
 from ..history import History
 from .common import FIGURES, UsageProblem
 
-__all__ = ["prepare_out", "list_files", "RunFiles", "write_sweep", "write_json", "write_text"]
+__all__ = ["prepare_out", "release_folders", "list_files", "RunFiles", "write_sweep", "write_json",
+           "write_text", "write_figure", "atomic_write"]
 
 
 def _new_run_dir(kind: str) -> Path:
@@ -35,8 +38,9 @@ def _new_run_dir(kind: str) -> Path:
 
 
 def prepare_out(out: str | None, kind: str) -> Path:
-    """The run folder ``--out`` (default: a new one under ``runs/``), created and proven writable:
-    ``UsageProblem`` (one line, before any training) if it cannot be."""
+    """The run folder ``--out`` (default: a new one under ``runs/``), created, proven writable and
+    locked for this process (``release_folders`` unlocks), its stale temporary files removed:
+    ``UsageProblem`` (one line, before any training) if it cannot be, or if another run holds it."""
     path = Path(out) if out else _new_run_dir(kind)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -46,6 +50,70 @@ def prepare_out(out: str | None, kind: str) -> Path:
     except OSError as exc:
         raise UsageProblem(f"cannot write into the output folder {path}: "
                            f"{exc.strerror or exc}") from None
+    _lock(path)
+    for stale in path.iterdir():  # left by a process killed mid-write: under the lock, no one's
+        if _TEMPORARY.match(stale.name):
+            stale.unlink(missing_ok=True)
+    return path
+
+
+LOCK = ".tinycnn-xp.lock"
+_HELD: dict[Path, int] = {}
+#: temporary names of atomic writes: ``.model.npz.<hex>.tmp`` (checkpoint),
+#: ``.<name>.<pid>-<hex>.tmp<suffix>`` (``atomic_write``).
+_TEMPORARY = re.compile(r"^\.(model|best|history|sweep|evaluation|loss_accuracy|filter_evolution|"
+                        r"confusion_matrix|lr_sweep)\.\w+\.[0-9a-f]+(-[0-9a-f]+)?\.tmp(\.\w+)?$")
+
+
+def _lock(path: Path) -> None:
+    """An exclusive lock on ``path/.tinycnn-xp.lock`` for as long as this process holds it (the
+    kernel drops it when the process ends, however it ends: a killed run leaves no stale lock)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return
+    key = path.resolve()
+    if key in _HELD:
+        raise UsageProblem(f"the output folder {path} is in use by this process already")
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise UsageProblem(f"the output folder {path} is in use by another tinycnn-xp run "
+                           f"(process {holder}); wait for it to end, or pass another --out") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _HELD[key] = fd
+
+
+def release_folders() -> None:
+    """Unlock every run folder this process locked (``main`` does, as a command ends)."""
+    while _HELD:
+        os.close(_HELD.popitem()[1])
+
+
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
+    """``write(temporary)`` into a new file next to ``path``, flushed to disk, then renamed over
+    ``path`` in one step, the folder synced: a kill or a full disk leaves the old file or the
+    new one, never half of one. Returns ``path``; errors name ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid():x}-{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    checkpoint.sync_directory(path.parent)
     return path
 
 
@@ -127,17 +195,22 @@ def write_sweep(files: RunFiles, histories: dict[float, History], num_classes: i
     files.write("sweeps", lambda: write_json(path, record))
     if figure:
         from .. import plots
-        files.write("sweep", lambda: plots.save_figure(
-            plots.lr_sweep_figure(histories, num_classes=num_classes), files.out / FIGURES["sweep"]))
+        files.write("sweep", lambda: write_figure(
+            files.out / FIGURES["sweep"], lambda: plots.lr_sweep_figure(histories, num_classes=num_classes)))
 
 
 def write_json(path: Any, record: Any) -> Any:
-    """``record`` as indented JSON at ``path``; returns ``path``."""
-    path.write_text(json.dumps(record, indent=1))
-    return path
+    """``record`` as indented JSON at ``path``, atomically; returns ``path``."""
+    text = json.dumps(record, indent=1)
+    return atomic_write(Path(path), lambda tmp: tmp.write_text(text))
 
 
 def write_text(path: Any, text: str) -> Any:
-    """``text`` at ``path``; returns ``path``."""
-    path.write_text(text)
-    return path
+    """``text`` at ``path``, atomically; returns ``path``."""
+    return atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+
+
+def write_figure(path: Path, figure: Callable[[], Any]) -> Path:
+    """The figure ``figure()`` draws, as a PNG at ``path``, atomically."""
+    from .. import plots
+    return atomic_write(path, lambda tmp: plots.save_figure(figure(), tmp))

@@ -7,7 +7,8 @@ import argparse
 import numpy as np
 
 from ..presets import make_model
-from .common import resolve_backend
+from . import datasets
+from .common import UsageProblem, resolve_backend
 
 __all__ = ["run"]
 
@@ -15,15 +16,23 @@ __all__ = ["run"]
 def run(args: argparse.Namespace) -> int:
     from ..gradcheck import check_gradients
     backend = resolve_backend(args.backend, args.device, dtype=None)  # float64, no --dtype
-    model = make_model(args.model or "tiny", seed=args.seed, num_classes=args.classes)
+    shape, classes = (1, 8, 8), args.classes or 3
+    if args.data:  # the model sized for these images, with their classes
+        data = datasets.load(args, "float64")
+        shape, classes = tuple(data.x_train.shape[1:]), args.classes or len(data.names)
+    try:
+        model = make_model(args.model or "tiny", seed=args.seed, num_classes=classes,
+                           input_shape=shape)
+    except ValueError as exc:
+        raise UsageProblem(f"--model {args.model or 'tiny'}: {exc}") from None
     # The chapter's check: N(0, 1) images. Real images have exact zeros, and a window of zeros
     # puts a ReLU exactly on its kink, where a finite difference is not a derivative.
     rng = np.random.default_rng(123)
-    x = backend.put(rng.normal(0.0, 1.0, size=(args.samples, 1, 8, 8)))  # float64: needed here
-    y = backend.put(np.arange(args.samples, dtype=np.int64) % args.classes)
-    print(f"gradient check: model {args.model or 'tiny'} (seed {args.seed}, {args.classes} classes), "
-          f"{args.samples} random images, backend {backend.name} on {backend.device}, float64, "
-          f"epsilon {args.epsilon:g}")
+    x = backend.put(rng.normal(0.0, 1.0, size=(args.samples, *shape)))  # float64: needed here
+    y = backend.put(np.arange(args.samples, dtype=np.int64) % classes)
+    print(f"gradient check: model {args.model or 'tiny'} (seed {args.seed}, {classes} classes), "
+          f"{args.samples} random {'x'.join(map(str, shape))} images, backend {backend.name} on "
+          f"{backend.device}, float64, epsilon {args.epsilon:g}")
     errors = check_gradients(model, x, y, epsilon=args.epsilon)
     shapes = {name: tuple(getattr(layer, attr).shape) for name, layer, attr in model.parameters()}
     shapes["input"] = tuple(x.shape)

@@ -5,6 +5,7 @@ ended (``EXIT_STATUSES``, listed by ``tinycnn-xp --help``)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import warnings
@@ -12,11 +13,12 @@ from typing import Any
 
 from .._backends import NAMES
 from ..presets import PRESETS
-from . import gradcheck, sweep, train
+from . import evaluate, gradcheck, predict, sweep, train
 from .common import (
     DATASETS,
     EXIT_INTERRUPTED,
     EXIT_STATUSES,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     MAX_BATCH,
     MAX_CLASSES,
@@ -24,16 +26,24 @@ from .common import (
     MAX_SAMPLES,
     SWEEP_EPOCHS,
     UsageProblem,
+    say,
+)
+from .files import release_folders
+from .flags import (
+    cadence_flag,
+    fraction_flag,
+    image_size_flag,
     int_at_least,
     jobs_flag,
     momentum_flag,
     positive_float,
-    say,
 )
+from .signals import TERMINATED, sigterm_as_interrupt
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = {"train": train.run, "gradcheck": gradcheck.run, "sweep": sweep.run}
+COMMANDS = {"train": train.run, "gradcheck": gradcheck.run, "sweep": sweep.run,
+            "predict": predict.run, "evaluate": evaluate.run}
 
 
 def _add_placement(parser: argparse.ArgumentParser, dtype: bool = True) -> None:
@@ -49,12 +59,31 @@ def _add_placement(parser: argparse.ArgumentParser, dtype: bool = True) -> None:
 
 def _add_model(parser: argparse.ArgumentParser, seed: bool = True) -> None:
     parser.add_argument("--model", choices=sorted(PRESETS),
-                        help="model preset (default: tiny, the chapter's TinyCNN)")
-    parser.add_argument("--dataset", choices=DATASETS,
-                        help="lines: the chapter's 3 line patterns (default); lines4: plus a dot "
-                             "(Exercise 24.5); digits: scikit-learn's 8x8 handwritten digits")
+                        help="model preset, sized for the images (default: tiny, the chapter's "
+                             "TinyCNN on 8x8 images)")
+    _add_data(parser)
     if seed:
         parser.add_argument("--seed", type=int_at_least(0), help="seed of the initial weights (default: 42)")
+
+
+def _add_data(parser: argparse.ArgumentParser, dataset: bool = True) -> None:
+    which = parser.add_mutually_exclusive_group()
+    if dataset:
+        which.add_argument("--dataset", choices=DATASETS,
+                           help="lines: the chapter's 3 line patterns (default); lines4: plus a "
+                                "dot (Exercise 24.5); digits: scikit-learn's 8x8 handwritten digits")
+    which.add_argument("--data", metavar="PATH",
+                       help="your own images: a .npz (x_train, y_train[, x_val, y_val] or x, y; "
+                            "optionally class_names) or a folder with one folder of PNG/JPEG "
+                            "images per class (README, \"Your own data\"); float32 unless --dtype")
+    parser.add_argument("--val-fraction", type=fraction_flag, default=0.2, metavar="F",
+                        help="with --data: the share of each class held out for validation when "
+                             "the data has no x_val (default: 0.2)")
+    parser.add_argument("--data-seed", type=int_at_least(0), default=0, metavar="SEED",
+                        help="with --data: seed of that split (default: 0)")
+    parser.add_argument("--image-size", type=image_size_flag, metavar="HxW",
+                        help="with a folder: resize every image to this (default: the first "
+                             "image's size, if at most 64x64)")
 
 
 EPILOG = "exit status:\n" + "\n".join(f"  {code:<4d} {meaning}" for code, meaning in EXIT_STATUSES.items())
@@ -65,10 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tinycnn-xp", description="Train the chapter's CNN and see it learn, check its "
         "gradients, or sweep learning rates, momenta and seeds, on NumPy, array-api-strict, torch, "
         "JAX or CuPy.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    command = functools.partial(sub.add_parser, allow_abbrev=False)  # --data is not --dataset
 
-    train = sub.add_parser("train", help="train a model and write its figures and checkpoint",
+    train = command("train", help="train a model and write its figures and checkpoint",
                            description="Train a model preset, then write figures, a checkpoint "
                                        "and the history into a run folder. Unset training options "
                                        "take the chapter's values on the line patterns and tuned "
@@ -89,9 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="epochs per rate of the learning-rate sweep run after training, from "
                             f"the same starting point (default: the run's epochs, at most {SWEEP_EPOCHS}; "
                             "0: no sweep)")
+    train.add_argument("--checkpoint-every", type=cadence_flag, default=(None, 10.0), metavar="N|Ts",
+                       help="write model.npz when an epoch ends and N epochs (say 5) or T seconds "
+                            "(say 30s) have passed since the last write (default: 10s); also on "
+                            "any stop and at the end")
+    train.add_argument("--keep-best", action="store_true",
+                       help="also keep best.npz, the epoch with the lowest validation loss")
     train.add_argument("--quiet", action="store_true", help="no progress while training")
 
-    grad = sub.add_parser("gradcheck", help="compare backprop with finite differences (float64)",
+    grad = command("gradcheck", help="compare backprop with finite differences (float64)",
                           description="Finite-difference gradient check of every parameter and the "
                                       "input on random N(0, 1) images, like the chapter's; exit "
                                       "status 1 if any relative error reaches the threshold.")
@@ -99,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     grad.add_argument("--model", choices=sorted(PRESETS), help="model preset (default: tiny)")
     grad.add_argument("--seed", type=int_at_least(0), default=99,
                       help="seed of the weights (default: 99, the chapter's check)")
-    grad.add_argument("--classes", type=int_at_least(2, MAX_CLASSES), default=3,
-                      help=f"number of classes (default: 3; at most {MAX_CLASSES:,})")
+    grad.add_argument("--classes", type=int_at_least(2, MAX_CLASSES),
+                      help=f"number of classes (default: 3, or those of --data; at most {MAX_CLASSES:,})")
+    _add_data(grad, dataset=False)
     grad.add_argument("--samples", type=int_at_least(1, MAX_SAMPLES), default=4,
                       help="images in the checked batch (default: 4)")
     grad.add_argument("--epsilon", type=positive_float, default=1e-5,
@@ -108,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     grad.add_argument("--threshold", type=positive_float, default=1e-7,
                       help="largest relative error accepted (default: 1e-7)")
 
-    sweep = sub.add_parser("sweep", help="sweep learning rates, momenta and seeds (Exercise 24.2), "
+    sweep = command("sweep", help="sweep learning rates, momenta and seeds (Exercise 24.2), "
                                          "on every core or a Dask cluster",
                            description="Train a copy of one model per configuration of a grid: every "
                                        "combination of --lrs, --momentums and --seeds (the last "
@@ -143,6 +180,31 @@ def build_parser() -> argparse.ArgumentParser:
                             "(workers need tinycnn_xp installed)")
     sweep.add_argument("--out", metavar="DIR", help="output folder (default: a new folder under runs/)")
     sweep.add_argument("--quiet", action="store_true", help="no progress")
+
+    predict = command("predict", help="classify images with a trained model",
+                      description="Classify image files, folders of them (with their subfolders) "
+                                  "or .npz files with an x entry, made as the model's training "
+                                  "images were (size, channels, scaling): one line per image with "
+                                  "its path (or file.npz[i]), class and probability.",
+                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    predict.add_argument("checkpoint", metavar="MODEL", help="a checkpoint (.npz) that train wrote")
+    predict.add_argument("inputs", metavar="INPUT", nargs="+",
+                         help="image files (PNG, JPEG), folders of them, or .npz files with x")
+    predict.add_argument("--format", choices=("text", "csv", "json"), default="text",
+                         help="text: aligned columns (default); csv; json: a list of objects")
+    _add_placement(predict, dtype=False)
+
+    evaluate = command("evaluate", help="measure a trained model on labelled images",
+                       description="Accuracy, per-class accuracy and the confusion matrix of a "
+                                   "trained model on labelled images: the validation split of a "
+                                   "train/validation .npz or of a built-in dataset, otherwise the "
+                                   "whole set (a folder's classes are matched to the model's by name).",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate.add_argument("checkpoint", metavar="MODEL", help="a checkpoint (.npz) that train wrote")
+    _add_data(evaluate)
+    evaluate.add_argument("--out", metavar="DIR", help="write the confusion-matrix figure and "
+                                                       "evaluation.json here")
+    _add_placement(evaluate, dtype=False)
     return parser
 
 
@@ -152,18 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     previous = warnings.showwarning
     warnings.showwarning = one_line_warnings(args.command)
     try:
-        return COMMANDS[args.command](args)
+        with sigterm_as_interrupt():
+            status = COMMANDS[args.command](args)
     except UsageProblem as problem:
         say(args.command, str(problem))
         return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C outside training (imports, data, figures, ...)
-        say(args.command, "interrupted")
-        return EXIT_INTERRUPTED
+        say(args.command, "terminated" if TERMINATED["by"] else "interrupted")
+        status = EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into a command that stopped reading (``| head``)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 1
     finally:
         warnings.showwarning = previous
+        release_folders()
+    return EXIT_TERMINATED if status == EXIT_INTERRUPTED and TERMINATED["by"] else status
 
 
 def one_line_warnings(command: str) -> Any:

@@ -69,13 +69,20 @@ def settings(path: str, meta: dict) -> dict[str, Any]:
 
 
 def load(args: argparse.Namespace) -> tuple[dict[str, Any], Sequential, History | None,
-                                           np.random.Generator | None]:
-    """The checked settings, the model (on the host), the history of ``args.resume``, and its
+                                           np.random.Generator | None, dict[str, Any]]:
+    """The checked settings, the model (on the host), the history of ``args.resume``, its
     shuffle generator where the checkpoint keeps its state (``None``: the shuffles are drawn
-    again)."""
+    again), and its meta."""
     path = args.resume
     meta = checkpoint_call(checkpoint.load_meta, path)
     saved = settings(path, meta)
+    own = isinstance(meta.get("data"), dict) and meta["data"].get("source") == "data"
+    if own and not args.data:  # a file never says what to read
+        raise UsageProblem(f"{path} was trained on your own data: pass --data PATH again (the same "
+                           "images; the checkpoint keeps their fingerprint)")
+    if args.data and "dataset" in saved:
+        raise UsageProblem(f"{path} was trained on the {saved['dataset']} dataset, not on --data; "
+                           "leave out --data to resume it")
     if args.model and saved.get("model", args.model) != args.model:
         raise UsageProblem(f"{path} holds a {saved['model']!r} model, not {args.model!r}; "
                            "leave out --model to resume it")
@@ -85,7 +92,17 @@ def load(args: argparse.Namespace) -> tuple[dict[str, Any], Sequential, History 
     history = checkpoint_call(checkpoint.load_history, path)
     _, layer, attr = model.parameters()[0]
     saved.setdefault("dtype", dtype_name(getattr(layer, attr).dtype))
-    return saved, model, history, shuffles(path, meta)
+    return saved, model, history, shuffles(path, meta), meta
+
+
+def check_same_data(path: str, meta: dict, record: dict) -> None:
+    """The data to resume on is the data the checkpoint was trained on (by their fingerprints,
+    where the checkpoint keeps one: 0.2's do not)."""
+    kept = meta.get("data", {}).get("fingerprint") if isinstance(meta.get("data"), dict) else None
+    if kept is not None and kept != record["fingerprint"]:
+        raise UsageProblem(f"{path} was trained on other data (fingerprint {str(kept)[:12]}, these "
+                           f"images give {record['fingerprint'][:12]}); resume it on the same "
+                           "images, or start a new run")
 
 
 def shuffles(path: str, meta: dict) -> np.random.Generator | None:
@@ -105,7 +122,7 @@ def shuffles(path: str, meta: dict) -> np.random.Generator | None:
 
 
 def check_fits(path: str, model: Sequential, images: tuple[int, ...], dataset: str,
-               classes: int) -> None:
+               classes: int) -> None:  # dataset: what the images are, in words
     """The resumed model takes the dataset's images and has one output per class."""
     try:
         model.output_shape((1, *images[1:]), "the images")
@@ -113,4 +130,4 @@ def check_fits(path: str, model: Sequential, images: tuple[int, ...], dataset: s
         raise UsageProblem(f"{path}: the model cannot take the {dataset} images ({exc})") from None
     if model.num_classes != classes:
         raise UsageProblem(f"{path} holds a model for {model.num_classes} classes, but "
-                           f"dataset {dataset} has {classes}")
+                           f"{dataset} has {classes}")

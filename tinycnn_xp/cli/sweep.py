@@ -19,6 +19,7 @@ from typing import Any
 
 from ..presets import make_model
 from ..sweep import DEFAULT_LRS, SweepRecord, sweep
+from . import datasets
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_NOT_WRITTEN,
@@ -29,12 +30,11 @@ from .common import (
     fill_defaults,
     have_matplotlib,
     library_warnings_as_results,
-    load_dataset,
     resolve_backend,
     say,
     sweep_table,
 )
-from .files import RunFiles, list_files, prepare_out, write_json, write_text
+from .files import RunFiles, list_files, prepare_out, write_figure, write_json, write_text
 from .progress import RunProgress
 
 __all__ = ["run", "grid_of", "TABLE", "RECORDS", "FIGURE"]
@@ -77,11 +77,17 @@ def run(args: argparse.Namespace) -> int:
         del fit_kwargs["seed"]
     _check_extras(args)
     backend = resolve_backend(args.backend, args.device, args.dtype)
-    x_train, y_train, x_val, y_val, names = load_dataset(args.dataset)
-    model = make_model(args.model, seed=args.seed, num_classes=len(names))
+    found = datasets.load(args, args.dtype)
+    x_train, y_train, x_val, y_val, names = found[:5]
+    args.dataset = found.label  # in the header, the folder's name and the settings
+    try:
+        model = make_model(args.model, seed=args.seed, num_classes=len(names),
+                           input_shape=tuple(x_train.shape[1:]))
+    except ValueError as exc:
+        raise UsageProblem(f"--model {args.model}: {exc}") from None
     total = _size(grid)
     with _workers(args, total) as where:  # connects to --scheduler, or says why not
-        out = prepare_out(args.out, f"sweep-{args.dataset}-{args.model}")
+        out = prepare_out(args.out, f"sweep-{datasets.name_of(args.dataset)}-{args.model}")
         data = [backend.put(x_train, args.dtype), backend.put(y_train), backend.put(x_val, args.dtype),
                 backend.put(y_val)]
         header = _header(args, grid)
@@ -92,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         records = _run(model, data, grid, fit_kwargs, args)
     table = sweep_table(list(grid), records)
     files = RunFiles("sweep", out)
+    # A run Ctrl-C cut short is kept, marked 'interrupted' (its whole epochs), and not finished.
+    finished = sum(not record["history"].get("interrupted") for record in records)
     if records:
         print()
         for line in table:
@@ -99,15 +107,17 @@ def run(args: argparse.Namespace) -> int:
         settings = {"dataset": args.dataset, "model": args.model, "backend": backend.name,
                     "device": str(backend.device), "dtype": args.dtype, "epochs": args.epochs,
                     "batch_size": args.batch_size, "grid": grid, "runs": total,
-                    "finished": len(records)}
+                    "finished": finished}
         if "momentum" not in grid:
             settings["momentum"] = args.momentum
         if "seed" not in grid:  # else each run's seed seeds both
             settings.update(seed=args.seed, shuffle_seed=SHUFFLE_SEED)
         _write(files, records, settings, [header, "", *table], len(names))
         list_files(out, files.files)
-    if len(records) < total:
-        done = (f"{len(records)} of {total} runs finished, kept in the table and the files above"
+    if finished < total:
+        cut = len(records) - finished
+        done = (f"{finished} of {total} runs finished, kept in the table and the files above"
+                + (" (with the run it cut short, marked interrupted)" if cut else "")
                 if records else f"none of the {total} runs had finished; nothing was written")
         say("sweep", f"interrupted: {done}")
         return EXIT_INTERRUPTED
@@ -197,8 +207,8 @@ def _write(files: RunFiles, records: list[SweepRecord], settings: dict, table: l
     if have_matplotlib():
         from .. import plots
         # key "sweep": listed as a figure, like train's
-        files.write("sweep", lambda: plots.save_figure(plots.sweep_figure(records, num_classes),
-                                                       out / FIGURE))
+        files.write("sweep", lambda: write_figure(out / FIGURE,
+                                                  lambda: plots.sweep_figure(records, num_classes)))
 
 
 def _text(value: Any) -> str:

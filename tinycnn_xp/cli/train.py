@@ -15,11 +15,12 @@ import time
 import numpy as np
 
 from .._xp import to_numpy
-from ..history import History, merge_histories
+from ..history import History, new_history
 from ..models import Sequential
 from ..presets import make_model
 from ..sweep import DEFAULT_LRS
-from . import resume
+from . import datasets, resume
+from .checkpoints import HISTORY_CSV, Checkpoints, HistoryRows
 from .common import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
@@ -32,46 +33,54 @@ from .common import (
     fill_defaults,
     have_matplotlib,
     library_warnings_as_results,
-    load_dataset,
     resolve_backend,
     run_sweep,
     say,
 )
-from .files import RunFiles, list_files, prepare_out, write_json, write_sweep
+from .files import RunFiles, list_files, prepare_out, write_figure, write_json, write_sweep
 from .progress import Progress
+from .signals import TERMINATED
 
 __all__ = ["run"]
 
 
 def run(args: argparse.Namespace) -> int:
     saved: dict = {}
+    meta: dict = {}
     model: Sequential | None = None
     previous = shuffled = None
     if args.resume:
-        saved, model, previous, shuffled = resume.load(args)
+        saved, model, previous, shuffled, meta = resume.load(args)
     fill_defaults(args, saved)
     backend = resolve_backend(args.backend, args.device, args.dtype)
-    x_train, y_train, x_val, y_val, names = load_dataset(args.dataset)
+    data = datasets.load(args, args.dtype)
+    names = data.names
     if model is not None:
-        resume.check_fits(args.resume, model, x_train.shape, args.dataset, len(names))
+        resume.check_fits(args.resume, model, data.x_train.shape, data.label, len(names))
+        resume.check_same_data(args.resume, meta, data.record)
         try:
             model.to(backend.xp, backend.device, args.dtype)
         except ValueError as exc:
             raise UsageProblem(f"{args.resume}: {exc}") from None
     else:
-        model = make_model(args.model, seed=args.seed, num_classes=len(names))
+        try:
+            model = make_model(args.model, seed=args.seed, num_classes=len(names),
+                               input_shape=tuple(data.x_train.shape[1:]))
+        except ValueError as exc:  # a preset too deep for these images
+            raise UsageProblem(f"--model {args.model}: {exc}") from None
     done = len(previous["train_loss"]) if previous else 0
     if args.epochs <= done:
         raise UsageProblem(f"{args.resume} has trained {done} epochs already; pass --epochs N with "
                            f"N > {done} (the total number of epochs)")
-    out = prepare_out(args.out, f"{args.dataset}-{args.model}")
-    data = [backend.put(x_train, args.dtype), backend.put(y_train), backend.put(x_val, args.dtype),
-            backend.put(y_val)]
+    label = datasets.name_of(args.data) if args.data else args.dataset
+    out = prepare_out(args.out, f"{label}-{args.model}")
+    arrays = [backend.put(data.x_train, args.dtype), backend.put(data.y_train),
+              backend.put(data.x_val, args.dtype), backend.put(data.y_val)]
 
     print(f"backend {backend.name}   device {backend.device}   dtype {args.dtype}")
     print(f"model {args.model}: {model!r}, {model.parameter_count} parameters")
-    print(f"data {args.dataset}: {len(y_train)} training and {len(y_val)} validation images, "
-          f"{len(names)} classes")
+    print(f"data {data.label}: {len(data.y_train)} training and {len(data.y_val)} validation "
+          f"images of {'x'.join(map(str, data.x_train.shape[1:]))}, {len(names)} classes")
     resumed = f", resuming {args.resume} after epoch {done - 1}" if done else ""
     print(f"training {args.epochs} epochs: lr {args.lr}, batch size {args.batch_size}, "
           f"momentum {args.momentum}{resumed}")
@@ -83,45 +92,49 @@ def run(args: argparse.Namespace) -> int:
     shuffles = shuffled or np.random.default_rng(SHUFFLE_SEED)
     if shuffled is None:
         for _ in range(done):
-            shuffles.permutation(len(y_train))
-    states = [shuffles.bit_generator.state]
+            shuffles.permutation(len(data.y_train))
+    settings = {key: getattr(args, key) for key in ("dataset", "model", "dtype", "seed", "lr",
+                                                     "batch_size", "momentum", "epochs")}
+    if args.data:
+        del settings["dataset"]  # what to read is typed again, never taken from the file
+    files = RunFiles("train", out)
+    history = previous if previous is not None else new_history()  # fit continues it
+    keeper = Checkpoints(files, model, history, {**settings, "data": data.record},
+                         args.checkpoint_every, args.keep_best, shuffles)
+    rows = HistoryRows(files, out / HISTORY_CSV, history, args.lr)
 
     def after_epoch(epoch: int, metrics: dict) -> None:
         progress(epoch, metrics)
-        states.append(shuffles.bit_generator.state)  # one permutation per whole epoch
+        rows.append(epoch, metrics)
+        keeper.epoch_ended(epoch, metrics)
     start = time.perf_counter()
     try:
         with library_warnings_as_results():  # said below, in this command's words
-            history = model.fit(data[0], data[1], data[2], data[3], epochs=args.epochs, lr=args.lr,
-                                batch_size=args.batch_size, seed=shuffles,
-                                momentum=args.momentum, verbose=False, initial_epoch=done,
-                                callback=after_epoch)
+            model.fit(arrays[0], arrays[1], arrays[2], arrays[3], epochs=args.epochs, lr=args.lr,
+                      batch_size=args.batch_size, seed=shuffles, momentum=args.momentum,
+                      verbose=False, initial_epoch=done, callback=after_epoch, history=history)
     finally:
         progress.close()
+        rows.close()
     seconds = time.perf_counter() - start
-    if previous:
-        history = merge_histories(previous, history)
-    settings = {key: getattr(args, key) for key in ("dataset", "model", "dtype", "seed", "lr",
-                                                     "batch_size", "momentum", "epochs")}
-    files = RunFiles("train", out)
-    saved_to = files.save_checkpoint(model, history, {**settings, "shuffles": states[-1]})
+    saved_to = keeper.final()
     try:
-        counts = _confusion(model, data, len(names))
+        counts = _confusion(model, arrays, len(names))
         _report(history, counts, names, len(history["train_loss"]) - done, seconds)
-        _write_run(files, history, counts, names, settings)
+        print(keeper.cost(seconds))
+        _write_run(files, history, counts, names, {**settings, "data": data.label})
         if history.get("interrupted"):
-            steps = history.get("interrupted_steps", 0)
-            exact = (f" (it holds {steps} steps of epoch {len(history['train_loss'])}, which the "
-                     "resumed run trains again)" if steps else "")
+            again = f" --data {args.data}" if args.data else ""
             hint = (f"; continue with  tinycnn-xp train --resume {saved_to} --epochs {args.epochs}"
-                    f"{exact}" if saved_to else "")
+                    f"{again}" if saved_to else "")
             list_files(out, files.files)
-            say("train", f"interrupted after epoch {done + len(history['train_loss']) - 1}{hint}")
+            stopped = "terminated (SIGTERM)" if TERMINATED["by"] else "interrupted"
+            say("train", f"{stopped} after epoch {len(history['train_loss']) - 1}{hint}")
             return EXIT_INTERRUPTED
         if initial is not None:
             print(f"\nlearning-rate sweep from the same starting point: {sweep_epochs} epochs at each "
                   f"of the rates {', '.join(f'{lr:g}' for lr in DEFAULT_LRS)} (--sweep-epochs 0 skips it)")
-            histories = run_sweep(initial, data, list(DEFAULT_LRS), sweep_epochs, args.batch_size,
+            histories = run_sweep(initial, arrays, list(DEFAULT_LRS), sweep_epochs, args.batch_size,
                                   args.momentum, args.quiet, lines=False)
             # matplotlib's absence was reported with the run's figures: not a second time
             write_sweep(files, histories, len(names), figure=have_matplotlib(quiet=True))
@@ -129,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         list_files(out, files.files)
-        say("train", "interrupted" + (f"; the trained model is saved: {saved_to}" if saved_to else ""))
+        stopped = "terminated (SIGTERM)" if TERMINATED["by"] else "interrupted"
+        say("train", stopped + (f"; the trained model is saved: {saved_to}" if saved_to else ""))
         return EXIT_INTERRUPTED
     list_files(out, files.files)
     if files.failed:
@@ -161,7 +175,7 @@ def _confusion(model: Sequential, data: list, num_classes: int) -> np.ndarray:
 
 
 def _run_title(settings: dict) -> str:
-    return (f"{settings['model']} on {settings['dataset']}: {settings['epochs']} epochs, lr "
+    return (f"{settings['model']} on {settings['data']}: {settings['epochs']} epochs, lr "
             f"{settings['lr']:g}, batch size {settings['batch_size']}, momentum {settings['momentum']:g}, "
             f"{settings['dtype']}")
 
@@ -179,11 +193,10 @@ def _write_run(files: RunFiles, history: History, counts: np.ndarray, names: tup
         return
     from .. import plots
     if history["train_loss"]:
-        files.write("curves", lambda: plots.save_figure(
-            plots.training_curves(history, len(names), title=_run_title(settings)),
-            out / FIGURES["curves"]))
+        files.write("curves", lambda: write_figure(out / FIGURES["curves"], lambda: plots.training_curves(
+            history, len(names), title=_run_title(settings))))
     if history["kernel_snapshots"]:
-        files.write("filters", lambda: plots.save_figure(plots.filter_evolution(history),
-                                                         out / FIGURES["filters"]))
-    files.write("confusion", lambda: plots.save_figure(plots.confusion_figure(counts, names),
-                                                       out / FIGURES["confusion"]))
+        files.write("filters", lambda: write_figure(out / FIGURES["filters"],
+                                                    lambda: plots.filter_evolution(history)))
+    files.write("confusion", lambda: write_figure(out / FIGURES["confusion"],
+                                                  lambda: plots.confusion_figure(counts, names)))

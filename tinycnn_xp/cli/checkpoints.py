@@ -1,0 +1,185 @@
+"""``train``'s files while it trains: ``model.npz`` kept as the latest complete checkpoint (when an
+epoch ends and the cadence says so, on any stop, at the end), ``best.npz`` with ``--keep-best``,
+and ``history.csv``, a row per epoch as it ends.
+
+A checkpoint is always of a whole epoch: the model's parameters and velocities, the history up
+to that epoch and the shuffle generator's state after it, so that ``--resume`` from any of them
+trains on exactly as the run would have. Every write is atomic (``checkpoint.save``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import checkpoint
+from ..history import METRICS, History
+from .files import RunFiles, atomic_write
+
+__all__ = ["Checkpoints", "HistoryRows", "HISTORY_CSV", "COLUMNS"]
+
+HISTORY_CSV = "history.csv"
+#: the columns of ``history.csv``: the epoch, its four metrics, the learning rate, its seconds.
+COLUMNS = ("epoch", *METRICS, "lr", "seconds")
+
+
+class Checkpoints:
+    """Writes ``model.npz`` (and ``best.npz``) of the run as epochs end. ``cadence`` is
+    ``(epochs, None)`` or ``(None, seconds)``: write when that many have passed since the last
+    write (or the start). A write that fails is said once; the final one has the fallbacks."""
+
+    def __init__(self, files: RunFiles, model: Any, history: History, meta: dict,
+                 cadence: tuple[int | None, float | None], keep_best: bool,
+                 shuffles: np.random.Generator) -> None:
+        self.files, self.model, self.history, self.meta = files, model, history, meta
+        self.every_epochs, self.every_seconds = cadence
+        self.shuffles, self.keep_best = shuffles, keep_best
+        self.path, self.best_path = files.out / "model.npz", files.out / "best.npz"
+        self.last_write, self.epochs_since = time.monotonic(), 0
+        self.writes, self.write_seconds, self.failed = 0, 0.0, False
+        self.best: tuple | None = None  # (val loss, epochs, params, velocities, shuffle state)
+        self.best_written: int | None = None
+        self.written_epochs: int | None = None
+
+    def _meta(self, state: dict | None = None) -> dict:
+        return {**self.meta, "shuffles": state or self.shuffles.bit_generator.state}
+
+    def epoch_ended(self, epoch: int, metrics: dict) -> None:
+        """``fit``'s callback, after the epoch is in the history."""
+        if self.keep_best and (self.best is None or metrics["val_loss"] < self.best[0]):
+            # The arrays are never changed in place (updates rebind): keeping them is free.
+            velocities = tuple(layer.velocity[attr] for _, layer, attr in self.model.parameters())
+            self.best = (metrics["val_loss"], len(self.history["train_loss"]), self.model.params(),
+                         velocities, self.shuffles.bit_generator.state)
+        self.epochs_since += 1
+        due = (self.epochs_since >= self.every_epochs if self.every_epochs is not None
+               else time.monotonic() - self.last_write >= (self.every_seconds or 0.0))
+        if due:
+            self._write_latest()
+
+    def _write_latest(self) -> None:
+        start = time.perf_counter()
+        try:
+            checkpoint.save(self.model, self.path, self.history, meta=self._meta())
+            self._write_best()
+        except (OSError, ValueError) as exc:
+            if not self.failed:  # once; the checkpoint at the end tries the fallbacks
+                self.files._report(f"cannot write {getattr(exc, 'filename', None) or self.path}: "
+                                   f"{getattr(exc, 'strerror', None) or exc}; training goes on")
+            self.failed = True
+        else:
+            self.writes += 1
+            self.written_epochs = len(self.history["train_loss"])
+        self.write_seconds += time.perf_counter() - start
+        self.last_write, self.epochs_since = time.monotonic(), 0
+
+    def _write_best(self) -> None:
+        if self.best is None or self.best_written == self.best[1]:
+            return
+        _, epochs, params, velocities, state = self.best
+        best = copy.deepcopy(self.model)
+        best.bind(params, velocities)
+        history: Any = {key: self.history[key][:epochs] for key in METRICS}  # type: ignore[literal-required]
+        history["kernel_snapshots"] = {e: k for e, k in self.history["kernel_snapshots"].items()
+                                       if e < epochs}
+        checkpoint.save(best, self.best_path, history, meta=self._meta(state))
+        self.best_written = epochs
+        self.files.files["best"] = self.best_path
+
+    def final(self) -> Path | None:
+        """The checkpoint after training stopped, however it stopped (with the fallbacks)."""
+        start = time.perf_counter()
+        saved = self.files.save_checkpoint(self.model, self.history, self._meta())
+        if saved is not None:
+            self.writes += 1
+        if self.keep_best:
+            try:
+                self._write_best()
+            except (OSError, ValueError) as exc:
+                self.files.failed.append("best")
+                self.files._report(f"cannot write {self.best_path}: "
+                                   f"{getattr(exc, 'strerror', None) or exc}")
+        self.write_seconds += time.perf_counter() - start
+        return saved
+
+    def cost(self, training_seconds: float) -> str:
+        """What the checkpoints cost, in one line."""
+        each = self.write_seconds / max(self.writes, 1) * 1e3
+        share = self.write_seconds / max(training_seconds + self.write_seconds, 1e-9)
+        return (f"checkpoints: {self.writes} written, {each:.1f} ms each, {share:.1%} of the "
+                "training time")
+
+
+class HistoryRows:
+    """``history.csv``: rewritten (atomically) with the epochs ``history`` already holds, then a
+    row appended and flushed as each epoch ends. A resumed run keeps the rows of its epochs from
+    the file it continues (their times), so that no epoch is repeated or lost."""
+
+    def __init__(self, files: RunFiles, path: Path, history: History, lr: float) -> None:
+        self.files, self.path, self.lr = files, path, lr
+        self.handle: Any = None
+        try:
+            self._start(history)
+        except OSError as exc:
+            self._failed(exc)
+        self.start = time.perf_counter()
+
+    def _failed(self, exc: OSError) -> None:
+        self.close()
+        self.files.failed.append("history table")
+        self.files._report(f"cannot write {self.path}: {exc.strerror or exc}; training goes on")
+
+    def _start(self, history: History) -> None:
+        done = len(history["train_loss"])
+        rows = _rows_of(self.path, done)
+        if rows is None:  # no usable file: the rows from the history, without their times
+            rows = [[str(epoch), *(repr(history[key][epoch]) for key in METRICS),  # type: ignore[literal-required]
+                     "", ""] for epoch in range(done)]
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows(rows)
+        atomic_write(self.path, lambda tmp: tmp.write_text(text.getvalue()))
+        self.handle = open(self.path, "a", newline="")  # noqa: SIM115 (open while training runs)
+        self.writer = csv.writer(self.handle, lineterminator="\n")
+        self.files.files["history table"] = self.path
+
+    def append(self, epoch: int, metrics: dict) -> None:
+        now = time.perf_counter()
+        if self.handle is not None:
+            try:
+                self.writer.writerow([epoch, *(repr(metrics[key]) for key in METRICS),
+                                      repr(self.lr), f"{now - self.start:.4f}"])
+                self.handle.flush()
+            except OSError as exc:
+                self._failed(exc)
+        self.start = now
+
+    def close(self) -> None:
+        if self.handle is not None:
+            handle, self.handle = self.handle, None
+            with contextlib.suppress(OSError):
+                handle.close()
+
+
+def _rows_of(path: Path, epochs: int) -> list[list[str]] | None:
+    """The first ``epochs`` rows of an existing ``history.csv``, if it has them all."""
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    if not rows or tuple(rows[0]) != COLUMNS:
+        return None
+    body = rows[1:epochs + 1]
+    if len(body) < epochs or any(len(row) != len(COLUMNS) or row[0] != str(i)
+                                 for i, row in enumerate(body)):
+        return None
+    return body
