@@ -81,7 +81,9 @@ def shared_environment(session: nox.Session, python: str, *requirements: str) ->
     done = set(installed.get("requirements", ())) if installed.get("pyproject") == project else set()
     missing = [r for r in requirements if r not in done]
     if missing:
-        session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet",
+        # --no-compile: bytecode is written for what is imported, when it is (half the install)
+        session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--no-compile",
+                    "--disable-pip-version-check",
                     *[a for r in missing for a in (["-e", r] if r.startswith(".") else [r])],
                     external=True)
         stamp.write_text(json.dumps({"pyproject": project,
@@ -106,7 +108,8 @@ def tests(session: nox.Session, python: str, backend: str) -> None:
     # The optional extras too, so the figure, progress, digits and parallel-sweep tests (Dask's in
     # the numpy session) run rather than skip.
     shared = shared_environment(session, python, TEST_EXTRAS, *module.REQUIREMENTS)
-    env = {"TINYCNN_REQUIRE_GPU": os.environ.get("TINYCNN_REQUIRE_GPU", "")}
+    env = {"TINYCNN_REQUIRE_GPU": os.environ.get("TINYCNN_REQUIRE_GPU", ""),
+           **{key: value.format(root=ROOT) for key, value in getattr(module, "ENV", {}).items()}}
     pytest = ["-m", "pytest", f"--backend={backend}", "-ra"]
     shared.run("python", *pytest, *WORKERS, *session.posargs, env=env)
     for extra in getattr(module, "RUNS", ()):  # e.g. array-api-strict's device without float64
@@ -144,7 +147,9 @@ def wheel(session: nox.Session) -> None:
         session.run("python", str(ROOT / "tests" / "wheel_contents.py"), str(built))
         session.run("python", "-m", "venv", str(venv))
         bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
-        session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", str(built),
+        # --no-compile: bytecode is written for what is imported, when it is (half the install)
+        session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--no-compile",
+                    "--disable-pip-version-check", str(built),
                     external=True)
         run.mkdir()  # outside the checkout: only the installed wheel is importable
         with session.chdir(run):

@@ -5,7 +5,8 @@ Every module says: ``NAME``; ``REQUIREMENTS`` (pip requirements nox installs for
 ``unavailable()`` (the same, checked after importing it); ``namespace()``/``device()`` (namespace
 and device arrays go to); ``asarray(host)`` (place a NumPy array there); ``to_numpy(array)``
 (bring one back for assertions); optionally ``DEVICES``, the devices ``pytest --device`` may
-choose, and ``RUNS``, extra pytest runs of its nox session. Read by ``noxfile.py`` and
+choose, ``RUNS``, extra pytest runs of its nox session, and ``ENV``, environment variables of
+that session (``{root}``: the repository). Read by ``noxfile.py`` and
 ``tests/conftest.py``.
 """
 

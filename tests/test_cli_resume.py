@@ -17,7 +17,7 @@ from helpers import one_line, run_cli
 from tinycnn_xp import checkpoint
 
 METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
-QUICK = ["--quiet", "--sweep-epochs", "0"]
+QUICK = ["--quiet", "--sweep-epochs", "0", "--no-figures"]
 
 
 @pytest.fixture

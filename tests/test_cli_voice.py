@@ -15,7 +15,7 @@ from helpers import one_line, read_terminal, run_cli
 from tinycnn_xp import checkpoint
 from tinycnn_xp.cli import main as cli_main
 
-QUICK = ["--quiet", "--sweep-epochs", "0"]
+QUICK = ["--quiet", "--sweep-epochs", "0", "--no-figures"]
 NO_FIGURES = "sys.modules['matplotlib'] = None"
 RAW = ("Warning", "Traceback", "overflow encountered", "warnings.warn", ".py:")
 
@@ -100,8 +100,8 @@ def test_ctrl_c_during_imports_is_one_line(numpy_only, tmp_path, module, args):
 
 
 def test_ctrl_c_while_writing_figures_keeps_the_checkpoint(numpy_only, tmp_path):
-    result = run_cli(["train", "--epochs", "2", "--out", "run", *QUICK], tmp_path,
-                     interrupt_at_import("tinycnn_xp.plots"))
+    result = run_cli(["train", "--epochs", "2", "--out", "run", "--quiet", "--sweep-epochs", "0"],
+                     tmp_path, interrupt_at_import("tinycnn_xp.plots"))
     assert result.returncode == 130
     assert one_line(result) == ("tinycnn-xp train: interrupted; the trained model is saved: "
                                 f"{os.path.join('run', 'model.npz')}")

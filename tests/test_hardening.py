@@ -26,7 +26,7 @@ from benchmarks.crafted_checkpoints import write_many_snapshots
 from helpers import one_line, run_cli
 from tinycnn_xp import checkpoint, training
 
-QUICK = ["--quiet", "--sweep-epochs", "0"]
+QUICK = ["--quiet", "--sweep-epochs", "0", "--no-figures"]
 
 
 @pytest.fixture

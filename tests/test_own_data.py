@@ -14,7 +14,7 @@ from tinycnn_xp import checkpoint, datafiles
 from tinycnn_xp.cli import main
 from tinycnn_xp.data import make_dataset_bundle
 
-QUICK = ["--quiet", "--sweep-epochs", "0"]
+QUICK = ["--quiet", "--sweep-epochs", "0", "--no-figures"]
 
 
 @pytest.fixture

@@ -207,6 +207,26 @@ def test_interrupt_returns_the_last_whole_epoch(backend, put, small_data, own_si
         assert history[key] == full[key]
 
 
+def test_an_interrupted_run_resumes_exactly_with_its_generator(put, small_data, own_sigint_handler,
+                                                              monkeypatch):
+    """Cut in the middle of epoch 1, then continued with the same Generator and the history: the
+    run equals one never stopped (the cut epoch's steps and its permutation are given back)."""
+    data = placed(put, small_data)
+    straight_model = tc.TinyCNN(seed=0)
+    straight = straight_model.fit(*data, epochs=4, batch_size=6, momentum=0.5, verbose=False)
+    model, rng = tc.TinyCNN(seed=0), np.random.default_rng(0)
+    count_steps(model, monkeypatch, lambda count: count == 7 and os.kill(os.getpid(), signal.SIGINT))
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        history = model.fit(*data, epochs=4, batch_size=6, momentum=0.5, seed=rng, verbose=False)
+    assert len(history["train_loss"]) == 1
+    monkeypatch.undo()
+    model.fit(*data, epochs=4, batch_size=6, momentum=0.5, seed=rng, verbose=False,
+              initial_epoch=1, history=history)
+    for key in METRICS:
+        assert history[key] == straight[key], key
+    assert_same_parameters(param_state(model), param_state(straight_model))
+
+
 def test_a_second_interrupt_is_not_swallowed(put, small_data, own_sigint_handler):
     """Ctrl-C twice (e.g. while a slow callback runs) raises KeyboardInterrupt out of fit."""
     data = placed(put, small_data)

@@ -22,7 +22,7 @@ from tinycnn_xp import checkpoint, training
 from tinycnn_xp.cli import main
 from tinycnn_xp.history import METRICS
 
-QUICK = ["--quiet", "--sweep-epochs", "0"]
+QUICK = ["--quiet", "--sweep-epochs", "0", "--no-figures"]
 POSIX = pytest.mark.skipif(os.name != "posix", reason="signals to a child process")
 
 
@@ -69,7 +69,8 @@ def test_sigterm_checkpoints_and_the_resumed_run_equals_one_never_stopped(numpy_
 
     child = start([*epochs, "--out", "cut", "--sweep-epochs", "0"], tmp_path)
     try:
-        wait_for_epoch(child)  # a line every 500 epochs: it is training
+        wait_for_epoch(child)  # after epoch 0, then a line every 500 epochs
+        wait_for_epoch(child)  # well inside the run: the cut is mid-epoch and mid-run
         child.send_signal(signal.SIGTERM)
         _, stderr = child.communicate(timeout=120)
     finally:

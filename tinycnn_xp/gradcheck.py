@@ -119,8 +119,8 @@ def check_gradients(model: Any, x: Array, y: Array, epsilon: float = 1e-5) -> di
         raise TypeError(f"x: gradient checks need float64 inputs, got {dtype_name(x.dtype)}")
     xp = _prepared(model, x, y, epsilon)
     targets = one_hot_columns(y, model.num_classes, x.dtype, xp)
-    grads, _, d_input = model.program(tuple(x.shape[1:])).gradients(
-        model.params(), to_rows(x, xp), targets, input_grad=True)
+    grads, _, d_input = training.gradients_of(model, tuple(x.shape[1:]), input_grad=True)(
+        model.params(), to_rows(x, xp), targets)
     analytic = {name: grad for (name, _, _), grad in zip(model.parameters(), grads)}
     errors = {name: relative_error(analytic[name],
                                    _numerical_gradient(model, x, y, getattr(layer, attr), epsilon, xp))

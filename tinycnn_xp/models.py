@@ -415,7 +415,7 @@ class Sequential:
         self._place_for(place)
         xp, params = place.xp, self.params()
         targets = one_hot_columns(y, self.num_classes, x.dtype, xp)
-        grads, probabilities, _ = self.program(tuple(x.shape[1:])).gradients(
+        grads, probabilities, _ = training.gradients_of(self, tuple(x.shape[1:]))(
             params, to_rows(x, xp), targets)
         self.bind(params, grads=grads)
         self.remember(x, params)

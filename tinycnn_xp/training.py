@@ -29,7 +29,7 @@ from .layers import Conv2D, to_rows
 from .losses import mean_of_batch_losses, one_hot_columns
 
 __all__ = ["fit", "Callback", "TrainingDiverged", "TrainingInterrupted", "clear_compiled",
-           "MAX_COMPILED", "MAX_REPLAY", "compiled", "logits_of", "train_step"]
+           "MAX_COMPILED", "MAX_REPLAY", "compiled", "gradients_of", "logits_of", "train_step"]
 
 Array = Any
 
@@ -127,6 +127,7 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
             if epoch in snapshot_at and first_conv is not None:
                 history["kernel_snapshots"][epoch] = to_numpy(first_conv.weights)
             # One host permutation, moved once; the batches are slices of the shuffled copy.
+            drawn_from = rng.bit_generator.state  # given back if this epoch is cut short
             batches, t_epoch = split(x_train, targets, move(rng.permutation(n_train), place))
             # Updates rebind the parameters, never change them in place: these references are
             # the state to go back to if this epoch diverges.
@@ -145,6 +146,7 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
                         break
                 if len(probabilities) < n_batches:  # stopped mid-epoch: back to the epoch's
                     model.bind(last_good, good_velocities)  # start, so resuming is exact
+                    rng.bit_generator.state = drawn_from    # (a Generator seed too)
                     last = (last[0], last_good)
                     break
                 # One transfer per epoch: the only host round trip of the training loop.
@@ -271,6 +273,19 @@ def train_step(model: Trainable, shape: tuple[int, ...], momentum: float = 0.0) 
     new ``(params, velocities, gradients, probabilities)`` (``Program.train_step``, compiled on
     JAX; whether there is momentum is fixed per compiled step). The model must be placed."""
     return compiled(model, ("step", shape, bool(momentum)), model.program(shape).train_step)
+
+
+def gradients_of(model: Trainable, shape: tuple[int, ...], input_grad: bool = False) -> Callable:
+    """``gradients(params, x, targets)``: ``Program.gradients`` on ``(batch, *shape)`` images
+    (batch-last rows ``x``, one-hot columns ``targets``), returning ``(gradients, probabilities,
+    input gradient or None)``; compiled on JAX, where the same pass run primitive by primitive
+    compiles each one. What ``loss_and_grad`` and ``check_gradients`` compute. The model must be
+    placed."""
+    program = model.program(shape)
+
+    def gradients(params: tuple, x: Array, targets: Array) -> tuple:
+        return program.gradients(params, x, targets, input_grad)
+    return compiled(model, ("gradients", shape, input_grad), gradients)
 
 
 def logits_of(model: Trainable, shape: tuple[int, ...]) -> Callable[[Array], Array]:

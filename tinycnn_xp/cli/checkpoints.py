@@ -41,6 +41,7 @@ class Checkpoints:
         self.files, self.model, self.history, self.meta = files, model, history, meta
         self.every_epochs, self.every_seconds = cadence
         self.shuffles, self.keep_best = shuffles, keep_best
+        self.state = shuffles.bit_generator.state  # before the first epoch of this run
         self.path, self.best_path = files.out / "model.npz", files.out / "best.npz"
         self.last_write, self.epochs_since = time.monotonic(), 0
         self.writes, self.write_seconds, self.failed = 0, 0.0, False
@@ -49,15 +50,18 @@ class Checkpoints:
         self.written_epochs: int | None = None
 
     def _meta(self, state: dict | None = None) -> dict:
-        return {**self.meta, "shuffles": state or self.shuffles.bit_generator.state}
+        return {**self.meta, "shuffles": state or self.state}
 
     def epoch_ended(self, epoch: int, metrics: dict) -> None:
         """``fit``'s callback, after the epoch is in the history."""
+        # The generator after this whole epoch's permutation: an epoch cut short later draws
+        # its own, which resuming must draw again.
+        self.state = self.shuffles.bit_generator.state
         if self.keep_best and (self.best is None or metrics["val_loss"] < self.best[0]):
             # The arrays are never changed in place (updates rebind): keeping them is free.
             velocities = tuple(layer.velocity[attr] for _, layer, attr in self.model.parameters())
             self.best = (metrics["val_loss"], len(self.history["train_loss"]), self.model.params(),
-                         velocities, self.shuffles.bit_generator.state)
+                         velocities, self.state)
         self.epochs_since += 1
         due = (self.epochs_since >= self.every_epochs if self.every_epochs is not None
                else time.monotonic() - self.last_write >= (self.every_seconds or 0.0))

@@ -85,11 +85,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:>12s}: {counts[i, i]:4d}/{total:<4d} = {shown}")
     if out is None:
         return EXIT_OK
-    files = RunFiles("evaluate", out)
+    files = RunFiles("evaluate", out, figures=not args.no_figures)
     record = {"model": str(args.checkpoint), "data": which, "accuracy": accuracy,
               "per_class": per_class, "confusion": counts.tolist(), "class_names": list(names)}
     files.write("evaluation", lambda: write_json(out / "evaluation.json", record))
-    if have_matplotlib():
+    if files.figures and have_matplotlib():
         from .. import plots
         files.write("confusion", lambda: write_figure(out / FIGURES["confusion"],
                                                       lambda: plots.confusion_figure(counts, names)))

@@ -127,8 +127,9 @@ def list_files(out: Path, files: dict[str, Path]) -> None:
 class RunFiles:
     """The files of one run: each write that fails is reported in one line, and the rest go on."""
 
-    def __init__(self, command: str, out: Path) -> None:
+    def __init__(self, command: str, out: Path, figures: bool = True) -> None:
         self.command, self.out = command, out
+        self.figures = figures  # False: --no-figures
         self.files: dict[str, Path] = {}
         self.failed: list[str] = []
 
@@ -193,7 +194,7 @@ def write_sweep(files: RunFiles, histories: dict[float, History], num_classes: i
     path = files.out / "sweep.json"
     record = {str(lr): {k: v for k, v in h.items() if k != "kernel_snapshots"} for lr, h in histories.items()}
     files.write("sweeps", lambda: write_json(path, record))
-    if figure:
+    if figure and files.figures:
         from .. import plots
         files.write("sweep", lambda: write_figure(
             files.out / FIGURES["sweep"], lambda: plots.lr_sweep_figure(histories, num_classes=num_classes)))

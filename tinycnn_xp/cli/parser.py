@@ -86,6 +86,11 @@ def _add_data(parser: argparse.ArgumentParser, dataset: bool = True) -> None:
                              "image's size, if at most 64x64)")
 
 
+def _add_no_figures(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-figures", action="store_true",
+                        help="write no figures (the checkpoint, histories and tables only)")
+
+
 EPILOG = "exit status:\n" + "\n".join(f"  {code:<4d} {meaning}" for code, meaning in EXIT_STATUSES.items())
 
 
@@ -126,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--keep-best", action="store_true",
                        help="also keep best.npz, the epoch with the lowest validation loss")
     train.add_argument("--quiet", action="store_true", help="no progress while training")
+    _add_no_figures(train)
 
     grad = command("gradcheck", help="compare backprop with finite differences (float64)",
                           description="Finite-difference gradient check of every parameter and the "
@@ -180,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "(workers need tinycnn_xp installed)")
     sweep.add_argument("--out", metavar="DIR", help="output folder (default: a new folder under runs/)")
     sweep.add_argument("--quiet", action="store_true", help="no progress")
+    _add_no_figures(sweep)
 
     predict = command("predict", help="classify images with a trained model",
                       description="Classify image files, folders of them (with their subfolders) "
@@ -204,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(evaluate)
     evaluate.add_argument("--out", metavar="DIR", help="write the confusion-matrix figure and "
                                                        "evaluation.json here")
+    _add_no_figures(evaluate)
     _add_placement(evaluate, dtype=False)
     return parser
 

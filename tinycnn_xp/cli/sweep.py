@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
               f": {total} run{'s' if total > 1 else ''} {where}")
         records = _run(model, data, grid, fit_kwargs, args)
     table = sweep_table(list(grid), records)
-    files = RunFiles("sweep", out)
+    files = RunFiles("sweep", out, figures=not args.no_figures)
     # A run Ctrl-C cut short is kept, marked 'interrupted' (its whole epochs), and not finished.
     finished = sum(not record["history"].get("interrupted") for record in records)
     if records:
@@ -204,7 +204,7 @@ def _write(files: RunFiles, records: list[SweepRecord], settings: dict, table: l
                            "history": {k: v for k, v in r["history"].items() if k != "kernel_snapshots"}}
                           for r in records]}
     files.write("records", lambda: write_json(out / RECORDS, record))
-    if have_matplotlib():
+    if files.figures and have_matplotlib():
         from .. import plots
         # key "sweep": listed as a figure, like train's
         files.write("sweep", lambda: write_figure(out / FIGURE,

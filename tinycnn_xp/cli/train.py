@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                                                      "batch_size", "momentum", "epochs")}
     if args.data:
         del settings["dataset"]  # what to read is typed again, never taken from the file
-    files = RunFiles("train", out)
+    files = RunFiles("train", out, figures=not args.no_figures)
     history = previous if previous is not None else new_history()  # fit continues it
     keeper = Checkpoints(files, model, history, {**settings, "data": data.record},
                          args.checkpoint_every, args.keep_best, shuffles)
@@ -189,7 +189,7 @@ def _write_run(files: RunFiles, history: History, counts: np.ndarray, names: tup
                                   for e, k in history["kernel_snapshots"].items()}
     record["settings"] = settings
     files.write("history", lambda: write_json(out / "history.json", record))
-    if not have_matplotlib():
+    if not (files.figures and have_matplotlib()):
         return
     from .. import plots
     if history["train_loss"]:
