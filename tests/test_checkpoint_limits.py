@@ -340,3 +340,36 @@ def test_save_refuses_half_precision_and_non_finite_parameters(tmp_path):
     with pytest.raises(ValueError, match=r"param/dense\.bias holds NaN"):
         model.save(tmp_path / "model.npz")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_a_history_of_100000_epochs_saves_and_loads_in_bounded_memory_and_time(tmp_path):
+    rng = np.random.default_rng(0)
+    epochs = 100_000
+    history = {key: list(rng.uniform(0, 1, epochs)) for key in METRICS}  # 17-digit floats
+    history["kernel_snapshots"] = {}
+    start = time.perf_counter()
+    path = checkpoint.save(tc.TinyCNN(seed=0), tmp_path / "long.npz", history)
+    tracemalloc.start()
+    loaded = checkpoint.load_history(path)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    elapsed = time.perf_counter() - start
+    assert loaded["val_acc"] == history["val_acc"] and len(loaded["train_loss"]) == epochs
+    text = checkpoint.read(path).history  # the JSON history (text of ~4 * 20 characters an epoch)
+    assert len(text["train_loss"]) == epochs
+    # A bound, not a timing: 400,000 floats as JSON text and back (about 0.3 s and 60 MiB here).
+    assert peak < 200 * MIB and elapsed < 30
+
+
+def test_the_history_limit_follows_the_declared_epochs(tmp_path):
+    epochs = 50_000
+    chars = checkpoint.text_limit("history", epochs) + 1
+    assert chars - 1 == checkpoint.HISTORY_CHARS_PER_EPOCH * epochs
+    huge = Member("history.npy", npy_header((), f"<U{chars}"), zeros=4 * chars)
+    path = write_zip(tmp_path / "history.npz", members_of(history=huge, epochs=np.int64(epochs)))
+    error = load_bounded(path, call=checkpoint.load_history)
+    assert f"'history' holds {chars} characters, more than the {chars - 1}" in str(error)
+    path = write_zip(tmp_path / "epochs.npz", members_of(epochs=np.int64(checkpoint.MAX_EPOCHS + 1)))
+    error = load_bounded(path, call=checkpoint.load_history)
+    assert "checkpoint entry 'epochs' says 1,000,001 epochs, more than the 1,000,000" in str(error)

@@ -59,7 +59,7 @@ def test_a_failed_final_write_goes_to_the_current_directory(numpy_only, tmp_path
     lines = lines_of(result)
     run = lambda name: os.path.join("run", name)
     assert lines == [f"tinycnn-xp train: cannot write {run('history.csv')}: No space left on device; "
-                     "training goes on",
+                     "the run goes on",
                      f"tinycnn-xp train: cannot write {run('model.npz')}: No space left on device; "
                      f"the model was saved to {fallback} instead",
                      f"tinycnn-xp train: cannot write {run('history.json')}: No space left on device"]

@@ -211,7 +211,7 @@ def test_bad_image_folders_are_one_line_and_status_2(numpy_only, here, capsys):
     (here / "one" / "only").mkdir()
     for path, words in [("empty", "the class folder 'horizontal' holds no PNG or JPEG image"),
                         ("broken", "03.png: cannot be decoded as an image"),
-                        ("one", "expected one folder of images per class, at least two; found 1")]:
+                        ("one", "expected one folder of images per class, at least 2; found 1")]:
         assert main(["train", "--data", path, "--epochs", "1", "--out", "run", *QUICK]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and "\n" not in err, err

@@ -56,16 +56,20 @@ from ._xp import to_numpy
 from .history import METRICS, History
 
 __all__ = ["save", "read", "Checkpoint", "load_history", "load_meta", "FORMAT", "MAX_PARAMETERS",
-           "TEXT_LIMITS", "MAX_SNAPSHOTS"]
+           "TEXT_LIMITS", "HISTORY_CHARS_PER_EPOCH", "MAX_EPOCHS", "MAX_SNAPSHOTS", "text_limit"]
 
 FORMAT = "tinycnn_xp-checkpoint/1"
 #: the most parameters a checkpoint's architecture may declare (``Sequential.load(...,
 #: max_parameters=)`` raises it): 10**8 float64 parameters and their velocities are 1.6 GB.
 MAX_PARAMETERS = 10**8
-#: the longest each text entry may be, in characters (a history of 4 Mi characters holds about
-#: 40,000 epochs; ``fit``'s 80 epochs take 7,000).
+#: the longest each text entry may be, in characters; the history may also take
+#: ``HISTORY_CHARS_PER_EPOCH`` per epoch the file declares (``fit``'s 80 epochs take 7,000).
 TEXT_LIMITS = {"format": 64, "dtype": 16, "architecture": 1 << 20, "meta": 1 << 16,
                "history": 1 << 22}
+#: four numbers of at most 24 characters and their separators: a history's room per epoch.
+HISTORY_CHARS_PER_EPOCH = 4 * 26 + 8
+#: the most epochs a checkpoint may declare: its history text is then at most ~112 MB.
+MAX_EPOCHS = 10**6
 #: the most kernel snapshots a history may hold (``fit`` keeps at most 7).
 MAX_SNAPSHOTS = 256
 #: the largest zip directory a checkpoint may have (about 9,000 members), checked before it is
@@ -149,7 +153,7 @@ def _to_arrays(model: Any, history: History | None, meta: dict, path: Any) -> di
         arrays[f"snapshot/{int(epoch)}"] = kernels
     # What read would refuse is refused here, before anything is written.
     layout = {key: _Member(key, tuple(a.shape), a.dtype, False, 0) for key, a in arrays.items()}
-    _check_layout(layout, where)
+    _check_layout(layout, where, epochs)
     _check_texts({key: str(arrays[key]) for key in ("format", "dtype", *_TEXT_ENTRIES)}, where)
     _check_state(layout, dtype, None, None, where)
     if record:
@@ -400,11 +404,12 @@ class _Archive:
             if key != "format":
                 self.members[key] = self._header(key)
         _check_layout(self.members, self.where)
-        self.texts = {key: self._text(key) for key in ("format", "dtype", *_TEXT_ENTRIES)}
-        _check_texts(self.texts, self.where)
         self.epochs = int(self.array("epochs"))
         if self.epochs < 0:
             raise ValueError(f"{self.where}: checkpoint entry 'epochs' is negative ({self.epochs})")
+        _check_layout(self.members, self.where, self.epochs)  # the history's limit follows it
+        self.texts = {key: self._text(key) for key in ("format", "dtype", *_TEXT_ENTRIES)}
+        _check_texts(self.texts, self.where)
 
     def _unreadable(self, exc: BaseException) -> ValueError:
         return ValueError(f"{self.where}: unreadable .npz (truncated or corrupt): "
@@ -551,8 +556,19 @@ def _is_text(member: _Member) -> bool:
 
 
 # -- checks shared by saving and reading ---------------------------------------------------------
-def _check_layout(members: dict[str, _Member], where: str) -> None:
-    """Each member is of the kind its name says; text within its limit (before it is read)."""
+def text_limit(key: str, epochs: int) -> int:
+    """The most characters text entry ``key`` may hold in a checkpoint of ``epochs`` epochs."""
+    if key == "history":
+        return max(TEXT_LIMITS[key], HISTORY_CHARS_PER_EPOCH * epochs)
+    return TEXT_LIMITS[key]
+
+
+def _check_layout(members: dict[str, _Member], where: str, epochs: int | None = None) -> None:
+    """Each member is of the kind its name says; text within its limit (before it is read: the
+    history's once ``epochs`` is known, at most ``MAX_EPOCHS``)."""
+    if epochs is not None and epochs > MAX_EPOCHS:
+        raise ValueError(f"{where}: checkpoint entry 'epochs' says {epochs:,} epochs, more than "
+                         f"the {MAX_EPOCHS:,} a checkpoint may have")
     for key in ("format", "epochs", *_TEXT_ENTRIES):
         if key not in members:
             what = "text" if key != "epochs" else "an integer"
@@ -566,9 +582,12 @@ def _check_layout(members: dict[str, _Member], where: str) -> None:
             if not _is_text(member):
                 raise ValueError(f"{where}: checkpoint entry {key!r} is missing or not text")
             chars = member.dtype.itemsize // 4
-            if chars > TEXT_LIMITS[key]:
+            if key == "history" and epochs is None:
+                continue  # checked again once 'epochs' is read
+            limit = text_limit(key, epochs or 0)
+            if chars > limit:
                 raise ValueError(f"{where}: checkpoint entry {key!r} holds {chars} characters, more "
-                                 f"than the {TEXT_LIMITS[key]} a checkpoint may have there")
+                                 f"than the {limit} a checkpoint may have there")
         elif kind == "integer":
             if member.shape != () or member.dtype.kind not in "iu":
                 raise ValueError(f"{where}: checkpoint entry 'epochs' is missing or not an integer")

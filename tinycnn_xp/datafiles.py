@@ -287,19 +287,7 @@ def load_folder(path: str | os.PathLike, *, val_fraction: float = 0.2, seed: int
     path = Path(path)
     check_val_fraction(val_fraction)
     _pillow()  # the missing extra is one line before any folder is read
-    classes = [entry for entry in sorted(path.iterdir())
-               if entry.is_dir() and not entry.name.startswith(".")]
-    if len(classes) < 2:
-        raise ValueError(f"{path}: expected one folder of images per class, at least two; found "
-                         f"{len(classes)}")
-    files, labels, skipped = [], [], 0
-    for label, folder in enumerate(classes):
-        found, other = images_in(folder)
-        if not found:
-            raise ValueError(f"{folder}: the class folder {folder.name!r} holds no PNG or JPEG image")
-        files += found
-        labels += [label] * len(found)
-        skipped += other
+    files, labels, names, skipped = _class_folders(path, at_least=2)
     channels = 1 if all(_mode(file) in _GRAY_MODES for file in files) else 3
     if image_size is None:
         width, height = _open(files[0]).size
@@ -312,10 +300,28 @@ def load_folder(path: str | os.PathLike, *, val_fraction: float = 0.2, seed: int
     size = _check_image_size(image_size)
     x = _stack(files, size, channels, dtype)
     y = np.asarray(labels, dtype=np.int64)
-    names = tuple(folder.name for folder in classes)
     train, val = stratified_split(y, val_fraction, seed, str(path))
     return DataSet(x[train], y[train], x[val], y[val], names, Preprocessing(size, channels, names),
                    skipped)
+
+
+def _class_folders(path: Path, at_least: int) -> tuple[list[Path], list[int], tuple[str, ...], int]:
+    """``(image files, their labels, class names, entries skipped)`` of ``path/<class>/<image>``:
+    the sorted subfolders (hidden ones left out) are the classes, at least ``at_least``."""
+    classes = [entry for entry in sorted(path.iterdir())
+               if entry.is_dir() and not entry.name.startswith(".")]
+    if len(classes) < at_least:
+        raise ValueError(f"{path}: expected one folder of images per class, at least {at_least}; "
+                         f"found {len(classes)}")
+    files, labels, skipped = [], [], 0
+    for label, folder in enumerate(classes):
+        found, other = images_in(folder)
+        if not found:
+            raise ValueError(f"{folder}: the class folder {folder.name!r} holds no PNG or JPEG image")
+        files += found
+        labels += [label] * len(found)
+        skipped += other
+    return files, labels, tuple(folder.name for folder in classes), skipped
 
 
 def _check_image_size(size: Any) -> tuple[int, int]:
@@ -412,20 +418,10 @@ def _by_name(labels: np.ndarray, found: Sequence[str], names: Sequence[str], whe
 
 
 def _folder_images(path: Path, preprocessing: Preprocessing,
-                   dtype: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    classes = [entry for entry in sorted(path.iterdir())
-               if entry.is_dir() and not entry.name.startswith(".")]
-    if not classes:
-        raise ValueError(f"{path}: expected one folder of images per class; found none")
-    files, labels = [], []
-    for label, folder in enumerate(classes):
-        found, _ = images_in(folder)
-        if not found:
-            raise ValueError(f"{folder}: the class folder {folder.name!r} holds no PNG or JPEG image")
-        files += found
-        labels += [label] * len(found)
+                   dtype: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    files, labels, names, _ = _class_folders(path, at_least=1)
     x = _stack(files, preprocessing.image_size, preprocessing.channels, dtype)
-    return x, np.asarray(labels, dtype=np.int64), [folder.name for folder in classes]
+    return x, np.asarray(labels, dtype=np.int64), names
 
 
 # -- new images, as training saw them --------------------------------------------------------------

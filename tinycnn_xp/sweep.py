@@ -11,6 +11,7 @@ device by the worker.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import inspect
@@ -20,6 +21,7 @@ import numbers
 import os
 import pickle
 import signal
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -30,7 +32,7 @@ from array_api_compat import is_cupy_namespace, is_jax_namespace, is_numpy_array
 
 from . import _checks
 from ._xp import Placement, move, placement_of, to_numpy
-from .history import History
+from .history import METRICS, History, new_history
 from .models import Sequential
 from .training import TrainingInterrupted
 
@@ -63,18 +65,20 @@ class SweepInterrupted(RuntimeWarning):
     ``history['interrupted']``) are returned."""
 
 
-class SweepRecord(TypedDict):
+class SweepRecord(TypedDict, total=False):
     """One run of a sweep: its ``config`` (the grid's values, e.g. ``{"lr": 0.1, "seed": 0}``)
-    and the ``history`` that ``fit`` returned for it."""
+    and the ``history`` that ``fit`` returned for it; ``failed`` (why, in words) for a run whose
+    worker died twice (its history is empty)."""
 
     config: dict[str, Any]
     history: History
+    failed: str
 
 
 def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val: Array,
           grid: Mapping[str, Sequence[Any]], n_jobs: int | None = None, *,
           on_run: OnRun | None = None, verbose: bool = False,
-          **fit_kwargs: Any) -> list[SweepRecord]:
+          done: Sequence[SweepRecord] | None = None, **fit_kwargs: Any) -> list[SweepRecord]:
     """Train a copy of ``model`` once per configuration of ``grid``; one record per run.
 
     ``grid`` maps ``fit`` arguments among ``GRID_KEYS`` (``lr``, ``momentum``, ``batch_size``,
@@ -105,6 +109,17 @@ def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val
     ``SweepInterrupted`` warning saying how many; a run that was cut short comes back too, marked
     (its history has ``interrupted``: it holds the whole epochs it trained).
 
+    ``done``: records of runs already finished (say, read back from a sweep that was stopped):
+    those whose ``config`` is one of the grid's are not run again and come back with the others
+    (a record marked ``interrupted`` is run again).
+
+    A worker process that dies (killed, out of memory) costs its run, not the sweep: joblib
+    ends that pool, the runs that were running on it are tried again, each alone on a new pool,
+    and the others go on on one; a run whose pool breaks again while it runs alone comes back
+    with ``"failed"`` (why, in words) and an empty history. A Dask worker's death is retried by
+    Dask itself (``distributed.scheduler.allowed-failures``); when Dask gives up, the runs that
+    were running are tried the same way.
+
     ``fit_kwargs`` go to every ``fit`` (``epochs``, ``batch_size``, ``momentum``, ``callback``,
     ...). On workers, ``callback`` runs in the worker's process, so it must be picklable.
     """
@@ -118,21 +133,26 @@ def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val
     _check_fit_kwargs(model, fit_kwargs)
     data = [x_train, y_train, x_val, y_val]
     _check_data(model, *data)
-    parallel = _parallel(n_jobs, len(runs))
+    finished_before = _done_of(done, runs)
+    parallel = _parallel(n_jobs, len(runs) - len(finished_before))
     start = copy.deepcopy(model)  # host NumPy, unplaced: what every run starts from
-    done: dict[int, SweepRecord] = {}
+    done_now: dict[int, SweepRecord] = dict(finished_before)
 
-    def finished(index: int, history: History) -> None:
-        done[index] = {"config": runs[index], "history": history}
+    def finished(index: int, history: History, failed: str | None = None) -> None:
+        done_now[index] = {"config": runs[index], "history": history}
+        if failed is not None:
+            done_now[index]["failed"] = failed
         if verbose:
-            print(f"run {len(done)}/{len(runs)}  {describe_run(done[index])}", flush=True)
+            print(f"run {len(done_now)}/{len(runs)}  {describe_run(done_now[index])}", flush=True)
         if on_run is not None:
-            on_run(done[index], len(done), len(runs))
+            on_run(done_now[index], len(done_now), len(runs))
 
     interrupted = False
     try:
         if parallel is None:
             for index, config in enumerate(runs):
+                if index in done_now:
+                    continue
                 with warnings.catch_warnings():  # the sweep says it was interrupted, below
                     warnings.simplefilter("ignore", TrainingInterrupted)
                     history = _train(copy.deepcopy(start), data, config, fit_kwargs)
@@ -141,29 +161,101 @@ def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val
                     interrupted = True
                     break
         else:
-            from joblib import delayed
-            shipment = _ship(data)
-            results = parallel(delayed(_train_shipped)(index, start, shipment, config, fit_kwargs,
-                                                       os.getpid())
-                               for index, config in enumerate(runs))
-            try:
-                for index, history, caught in results:
-                    for category, message in caught:
-                        if not issubclass(category, TrainingInterrupted):
-                            warnings.warn(message, category, stacklevel=2)
-                    finished(index, history)
-                    interrupted = interrupted or bool(history.get("interrupted"))
-            finally:  # stopped early: cancel the runs left (joblib's warning about them is ours)
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", category=UserWarning, module="joblib")
-                    results.close()
+            interrupted = _run_on_pool(parallel, runs, done_now, start, _ship(data), fit_kwargs,
+                                       finished)
     except KeyboardInterrupt:
         interrupted = True
     if interrupted:
-        whole = sum(not record["history"].get("interrupted") for record in done.values())
+        whole = sum(not record["history"].get("interrupted") for record in done_now.values())
         warnings.warn(f"sweep interrupted: {whole} of {len(runs)} runs finished and are returned "
                       f"(a run cut short is marked 'interrupted')", SweepInterrupted, stacklevel=2)
-    return [done[index] for index in sorted(done)]
+    return [done_now[index] for index in sorted(done_now)]
+
+
+def _run_on_pool(parallel: Any, runs: list[dict[str, Any]], done: dict[int, SweepRecord],
+                 start: Sequential, shipment: Any, fit_kwargs: dict[str, Any],
+                 finished: Callable[..., None]) -> bool:
+    """The runs not ``done`` on joblib's workers, a new pool after a worker dies (see
+    ``sweep``); ``True`` if a run was cut short by Ctrl-C."""
+    with tempfile.TemporaryDirectory(prefix="tinycnn-xp-sweep-") as marks:
+        return _pool_rounds(parallel, runs, done, start, shipment, fit_kwargs, finished, marks)
+
+
+def _pool_rounds(parallel: Any, runs: list[dict[str, Any]], done: dict[int, SweepRecord],
+                 start: Sequential, shipment: Any, fit_kwargs: dict[str, Any],
+                 finished: Callable[..., None], marks: str) -> bool:
+    from joblib import delayed
+    suspects: list[int] = []  # running when a pool broke: each is tried again alone
+    jobs = getattr(parallel, "n_jobs", None)
+    workers = jobs if isinstance(jobs, int) and jobs > 0 else 1
+    interrupted = False
+    while True:
+        rest = [index for index in range(len(runs)) if index not in done and index not in suspects]
+        alone = suspects[:1]  # a pool that breaks with one run on it names the run that broke it
+        pending = alone or rest
+        if not pending:
+            return interrupted
+        for mark in os.listdir(marks):  # a mark says: started on the current pool
+            os.unlink(os.path.join(marks, mark))
+        results = parallel(delayed(_train_shipped)(index, start, shipment, runs[index], fit_kwargs,
+                                                   os.getpid(), marks) for index in pending)
+        try:
+            for index, history, caught in results:
+                for category, message in caught:
+                    if not issubclass(category, TrainingInterrupted):
+                        warnings.warn(message, category, stacklevel=4)
+                finished(index, history)
+                interrupted = interrupted or bool(history.get("interrupted"))
+            if alone:
+                suspects.remove(alone[0])
+                continue
+            return interrupted
+        except Exception as exc:
+            if not _worker_died(exc):
+                raise
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+        finally:  # stopped early: cancel the runs left (joblib's warning about them is ours)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=UserWarning, module="joblib")
+                results.close()
+        if alone:  # it broke the pool twice, the second time alone on it
+            suspects.remove(alone[0])
+            finished(alone[0], new_history(), failed=f"its worker died twice ({why})")
+            continue
+        # The runs that were running (marked as started, or, from workers that cannot reach this
+        # machine's disk, the first unfinished ones) are tried again, each alone.
+        unfinished = [i for i in pending if i not in done]
+        running = [i for i in unfinished if os.path.exists(os.path.join(marks, str(i)))]
+        suspects += running or unfinished[:workers]
+
+
+def _worker_died(exc: BaseException) -> bool:
+    """Whether ``exc`` says a worker process died: loky's ``TerminatedWorkerError`` (a
+    ``BrokenExecutor``), or Dask's ``KilledWorker`` once Dask gave up on a run."""
+    import concurrent.futures
+    return isinstance(exc, concurrent.futures.BrokenExecutor) or type(exc).__name__ == "KilledWorker"
+
+
+def _done_of(records: Any, runs: list[dict[str, Any]]) -> dict[int, SweepRecord]:
+    """``{index in runs: record}`` of the finished runs ``records`` gives (``sweep``'s ``done``)."""
+    if records is None:
+        return {}
+    if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+        raise TypeError(f"done must be a list of sweep records, got {type(records).__name__}")
+    found: dict[int, SweepRecord] = {}
+    for k, record in enumerate(records):
+        if not (isinstance(record, Mapping) and isinstance(record.get("config"), Mapping)
+                and isinstance(record.get("history"), Mapping)
+                and all(isinstance(record["history"].get(key), list) for key in METRICS)):
+            raise TypeError(f"done[{k}] must be a sweep record ({{'config': ..., 'history': ...}})")
+        config = dict(record["config"])
+        if config not in runs:
+            raise ValueError(f"done[{k}]: configuration {config} is not one of the grid's")
+        if record["history"].get("interrupted") or record.get("failed"):
+            continue  # run again
+        found[runs.index(config)] = {"config": runs[runs.index(config)],
+                                     "history": dict(record["history"])}  # type: ignore[typeddict-item]
+    return found
 
 
 def describe_run(record: SweepRecord) -> str:
@@ -177,6 +269,8 @@ def describe_run(record: SweepRecord) -> str:
                  f"{history['val_acc'][-1]:.1%}")
     if "diverged_epoch" in history:
         text += f"  (diverged at epoch {history['diverged_epoch']})"
+    if "failed" in record:
+        text += f"  (failed: {record['failed']})"
     return text
 
 
@@ -349,12 +443,17 @@ def _unship(shipment: _Shipment) -> list[Array]:
 
 
 def _train_shipped(index: int, model: Sequential, shipment: _Shipment, config: dict[str, Any],
-                   fit_kwargs: dict[str, Any], caller: int) -> tuple[int, History, list[tuple[type, str]]]:
-    """A worker's run: ``(index, history, warnings as (category, message))``.
+                   fit_kwargs: dict[str, Any], caller: int,
+                   marks: str | None = None) -> tuple[int, History, list[tuple[type, str]]]:
+    """A worker's run: ``(index, history, warnings as (category, message))``; it marks itself
+    started in the folder ``marks`` where it can (a worker on this machine).
 
     In the caller's own process (joblib's threading backend, a Dask cluster of threads) the
     warnings are issued where they arise: recording them there is not thread-safe.
     """
+    if marks is not None:
+        with contextlib.suppress(OSError):
+            open(os.path.join(marks, str(index)), "x").close()
     data = _unship(shipment)
     model = copy.deepcopy(model)  # in the caller's process the runs would share one model
     if os.getpid() == caller:

@@ -9,7 +9,6 @@ trains on exactly as the run would have. Every write is atomic (``checkpoint.sav
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import io
@@ -21,7 +20,8 @@ import numpy as np
 
 from .. import checkpoint
 from ..history import METRICS, History
-from .files import RunFiles, atomic_write
+from .files import RunFiles
+from .writes import AppendedFile
 
 __all__ = ["Checkpoints", "HistoryRows", "HISTORY_CSV", "COLUMNS"]
 
@@ -76,7 +76,7 @@ class Checkpoints:
         except (OSError, ValueError) as exc:
             if not self.failed:  # once; the checkpoint at the end tries the fallbacks
                 self.files._report(f"cannot write {getattr(exc, 'filename', None) or self.path}: "
-                                   f"{getattr(exc, 'strerror', None) or exc}; training goes on")
+                                   f"{getattr(exc, 'strerror', None) or exc}; the run goes on")
             self.failed = True
         else:
             self.writes += 1
@@ -127,50 +127,29 @@ class HistoryRows:
     the file it continues (their times), so that no epoch is repeated or lost."""
 
     def __init__(self, files: RunFiles, path: Path, history: History, lr: float) -> None:
-        self.files, self.path, self.lr = files, path, lr
-        self.handle: Any = None
-        try:
-            self._start(history)
-        except OSError as exc:
-            self._failed(exc)
-        self.start = time.perf_counter()
-
-    def _failed(self, exc: OSError) -> None:
-        self.close()
-        self.files.failed.append("history table")
-        self.files._report(f"cannot write {self.path}: {exc.strerror or exc}; training goes on")
-
-    def _start(self, history: History) -> None:
+        self.lr = lr
         done = len(history["train_loss"])
-        rows = _rows_of(self.path, done)
+        rows = _rows_of(path, done)
         if rows is None:  # no usable file: the rows from the history, without their times
             rows = [[str(epoch), *(repr(history[key][epoch]) for key in METRICS),  # type: ignore[literal-required]
                      "", ""] for epoch in range(done)]
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        writer.writerows(rows)
-        atomic_write(self.path, lambda tmp: tmp.write_text(text.getvalue()))
-        self.handle = open(self.path, "a", newline="")  # noqa: SIM115 (open while training runs)
-        self.writer = csv.writer(self.handle, lineterminator="\n")
-        self.files.files["history table"] = self.path
+        self.file = AppendedFile(files, path, "history table", _csv([COLUMNS, *rows]))
+        self.start = time.perf_counter()
 
     def append(self, epoch: int, metrics: dict) -> None:
         now = time.perf_counter()
-        if self.handle is not None:
-            try:
-                self.writer.writerow([epoch, *(repr(metrics[key]) for key in METRICS),
-                                      repr(self.lr), f"{now - self.start:.4f}"])
-                self.handle.flush()
-            except OSError as exc:
-                self._failed(exc)
+        self.file.write(_csv([[epoch, *(repr(metrics[key]) for key in METRICS), repr(self.lr),
+                               f"{now - self.start:.4f}"]]))
         self.start = now
 
     def close(self) -> None:
-        if self.handle is not None:
-            handle, self.handle = self.handle, None
-            with contextlib.suppress(OSError):
-                handle.close()
+        self.file.close()
+
+
+def _csv(rows: list) -> str:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    return text.getvalue()
 
 
 def _rows_of(path: Path, epochs: int) -> list[list[str]] | None:

@@ -39,6 +39,7 @@ EXIT_GRADIENT_OFF = 1   # gradcheck: a relative error reached the threshold
 EXIT_USAGE = 2          # something to fix (flag, backend, checkpoint, --out, scheduler): nothing ran
 EXIT_DIVERGED = 3       # train: the run diverged (the checkpoint holds its last finite epoch)
 EXIT_NOT_WRITTEN = 4    # a file of the run could not be written (the checkpoint went elsewhere)
+EXIT_RUNS_FAILED = 5    # sweep: some runs failed (their worker died twice); the rest are kept
 EXIT_INTERRUPTED = 130  # Ctrl-C (what was finished is saved, and the command says where)
 EXIT_TERMINATED = 143   # SIGTERM (kill, docker stop, systemd, SLURM), handled like Ctrl-C
 EXIT_STATUSES = {EXIT_OK: "done", EXIT_GRADIENT_OFF: "gradcheck: a gradient is off",
@@ -47,6 +48,8 @@ EXIT_STATUSES = {EXIT_OK: "done", EXIT_GRADIENT_OFF: "gradcheck: a gradient is o
                  EXIT_DIVERGED: "train: the run diverged; its checkpoint holds the last finite epoch",
                  EXIT_NOT_WRITTEN: "a file could not be written (the checkpoint went elsewhere, "
                                    "as printed)",
+                 EXIT_RUNS_FAILED: "sweep: some runs failed (their worker died twice); the "
+                                   "others are in the table",
                  EXIT_INTERRUPTED: "interrupted (Ctrl-C); what was finished is saved",
                  EXIT_TERMINATED: "terminated (SIGTERM), handled like Ctrl-C"}
 
@@ -186,6 +189,7 @@ def sweep_table(keys: list[str], records: list[Any]) -> list[str]:
         acc = f"{history['val_acc'][-1]:.1%}" if history["val_acc"] else "-"
         note = f"  diverged at epoch {history['diverged_epoch']}" if "diverged_epoch" in history else ""
         note += "  interrupted" if history.get("interrupted") else ""
+        note += "  failed: its worker died twice" if record.get("failed") else ""
         lines.append("  ".join([*(f"{cell:>{width}s}" for cell, width in zip(row, widths)),
                                 f"{loss:>10s}", f"{acc:>7s}"]) + note)
     return lines

@@ -25,7 +25,8 @@ from .common import (
     resolve_backend,
 )
 from .datasets import preprocessing_of
-from .files import RunFiles, list_files, prepare_out, write_figure, write_json
+from .files import RunFiles, list_files, prepare_out
+from .writes import write_figure, write_json
 
 __all__ = ["run", "load_model"]
 

@@ -9,10 +9,8 @@ command says where and exits with ``EXIT_NOT_WRITTEN``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import secrets
 import sys
 import tempfile
 from collections.abc import Callable
@@ -23,9 +21,9 @@ from typing import Any
 from .. import checkpoint
 from ..history import History
 from .common import FIGURES, UsageProblem
+from .writes import write_figure, write_json
 
-__all__ = ["prepare_out", "release_folders", "list_files", "RunFiles", "write_sweep", "write_json",
-           "write_text", "write_figure", "atomic_write"]
+__all__ = ["prepare_out", "release_folders", "list_files", "RunFiles", "write_sweep"]
 
 
 def _new_run_dir(kind: str) -> Path:
@@ -92,29 +90,6 @@ def release_folders() -> None:
     """Unlock every run folder this process locked (``main`` does, as a command ends)."""
     while _HELD:
         os.close(_HELD.popitem()[1])
-
-
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
-    """``write(temporary)`` into a new file next to ``path``, flushed to disk, then renamed over
-    ``path`` in one step, the folder synced: a kill or a full disk leaves the old file or the
-    new one, never half of one. Returns ``path``; errors name ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid():x}-{secrets.token_hex(4)}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror or str(exc), os.fspath(path)) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    checkpoint.sync_directory(path.parent)
-    return path
 
 
 def list_files(out: Path, files: dict[str, Path]) -> None:
@@ -198,20 +173,3 @@ def write_sweep(files: RunFiles, histories: dict[float, History], num_classes: i
         from .. import plots
         files.write("sweep", lambda: write_figure(
             files.out / FIGURES["sweep"], lambda: plots.lr_sweep_figure(histories, num_classes=num_classes)))
-
-
-def write_json(path: Any, record: Any) -> Any:
-    """``record`` as indented JSON at ``path``, atomically; returns ``path``."""
-    text = json.dumps(record, indent=1)
-    return atomic_write(Path(path), lambda tmp: tmp.write_text(text))
-
-
-def write_text(path: Any, text: str) -> Any:
-    """``text`` at ``path``, atomically; returns ``path``."""
-    return atomic_write(Path(path), lambda tmp: tmp.write_text(text))
-
-
-def write_figure(path: Path, figure: Callable[[], Any]) -> Path:
-    """The figure ``figure()`` draws, as a PNG at ``path``, atomically."""
-    from .. import plots
-    return atomic_write(path, lambda tmp: plots.save_figure(figure(), tmp))

@@ -42,8 +42,8 @@ from .signals import TERMINATED, sigterm_as_interrupt
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = {"train": train.run, "gradcheck": gradcheck.run, "sweep": sweep.run,
-            "predict": predict.run, "evaluate": evaluate.run}
+COMMANDS = {module.__name__.rpartition(".")[2]: module.run
+            for module in (train, gradcheck, sweep, predict, evaluate)}
 
 
 def _add_placement(parser: argparse.ArgumentParser, dtype: bool = True) -> None:
@@ -125,9 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                             f"the same starting point (default: the run's epochs, at most {SWEEP_EPOCHS}; "
                             "0: no sweep)")
     train.add_argument("--checkpoint-every", type=cadence_flag, default=(None, 10.0), metavar="N|Ts",
-                       help="write model.npz when an epoch ends and N epochs (say 5) or T seconds "
-                            "(say 30s) have passed since the last write (default: 10s); also on "
-                            "any stop and at the end")
+                       help="write model.npz when an epoch ends N epochs (5) or T seconds (30s) "
+                            "after the last write (default: 10s), on any stop and at the end")
     train.add_argument("--keep-best", action="store_true",
                        help="also keep best.npz, the epoch with the lowest validation loss")
     train.add_argument("--quiet", action="store_true", help="no progress while training")
@@ -184,16 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                        help="run on the Dask cluster of this scheduler, one run per worker at a time "
                             "(workers need tinycnn_xp installed)")
-    sweep.add_argument("--out", metavar="DIR", help="output folder (default: a new folder under runs/)")
+    sweep.add_argument("--out", metavar="DIR", help="output folder (default: a new folder under "
+                                                    "runs/, or --resume's)")
+    sweep.add_argument("--resume", metavar="DIR", help="continue this folder's sweep: the runs "
+                                                       "in its runs.jsonl are kept (same flags)")
     sweep.add_argument("--quiet", action="store_true", help="no progress")
     _add_no_figures(sweep)
 
-    predict = command("predict", help="classify images with a trained model",
-                      description="Classify image files, folders of them (with their subfolders) "
-                                  "or .npz files with an x entry, made as the model's training "
-                                  "images were (size, channels, scaling): one line per image with "
-                                  "its path (or file.npz[i]), class and probability.",
-                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    predict = command("predict", help="classify images with a trained model", epilog=EPILOG,
+                      description="Classify image files, folders of them (and their subfolders) "
+                                  "or .npz files with x, made as the training images were: one "
+                                  "line per image: its path (or file.npz[i]), class, probability.",
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     predict.add_argument("checkpoint", metavar="MODEL", help="a checkpoint (.npz) that train wrote")
     predict.add_argument("inputs", metavar="INPUT", nargs="+",
                          help="image files (PNG, JPEG), folders of them, or .npz files with x")
@@ -201,12 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="text: aligned columns (default); csv; json: a list of objects")
     _add_placement(predict, dtype=False)
 
-    evaluate = command("evaluate", help="measure a trained model on labelled images",
-                       description="Accuracy, per-class accuracy and the confusion matrix of a "
-                                   "trained model on labelled images: the validation split of a "
-                                   "train/validation .npz or of a built-in dataset, otherwise the "
-                                   "whole set (a folder's classes are matched to the model's by name).",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate = command("evaluate", help="measure a trained model on labelled images", epilog=EPILOG,
+                       description="Accuracy, per class, and the confusion matrix on the validation "
+                                   "part of a train/validation .npz or a built-in dataset, else the "
+                                   "whole set (a folder's classes matched to the model's by name).",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate.add_argument("checkpoint", metavar="MODEL", help="a checkpoint (.npz) that train wrote")
     _add_data(evaluate)
     evaluate.add_argument("--out", metavar="DIR", help="write the confusion-matrix figure and "

@@ -19,11 +19,12 @@ from typing import Any
 
 from ..presets import make_model
 from ..sweep import DEFAULT_LRS, SweepRecord, sweep
-from . import datasets
+from . import datasets, journal
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_NOT_WRITTEN,
     EXIT_OK,
+    EXIT_RUNS_FAILED,
     MAX_RUNS,
     SHUFFLE_SEED,
     UsageProblem,
@@ -34,8 +35,9 @@ from .common import (
     say,
     sweep_table,
 )
-from .files import RunFiles, list_files, prepare_out, write_figure, write_json, write_text
+from .files import RunFiles, list_files, prepare_out
 from .progress import RunProgress
+from .writes import write_figure, write_json, write_text
 
 __all__ = ["run", "grid_of", "TABLE", "RECORDS", "FIGURE"]
 
@@ -86,18 +88,29 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageProblem(f"--model {args.model}: {exc}") from None
     total = _size(grid)
+    # What makes two runs comparable: a journal of other settings is not resumed.
+    same = {"data": found.record["fingerprint"], "model": args.model, "dtype": args.dtype,
+            **{key: value for key, value in fit_kwargs.items() if key != "seed"},
+            **({"seed": args.seed} if "seed" not in grid else {})}
+    kept = journal.read(args.resume, same) if args.resume else []
     with _workers(args, total) as where:  # connects to --scheduler, or says why not
-        out = prepare_out(args.out, f"sweep-{datasets.name_of(args.dataset)}-{args.model}")
+        out = prepare_out(args.out or args.resume,
+                          f"sweep-{datasets.name_of(args.dataset)}-{args.model}")
+        files = RunFiles("sweep", out, figures=not args.no_figures)
+        log = journal.Journal(files, same, [r for r in kept if not r["history"].get("interrupted")])
         data = [backend.put(x_train, args.dtype), backend.put(y_train), backend.put(x_val, args.dtype),
                 backend.put(y_val)]
         header = _header(args, grid)
         print(f"backend {backend.name}   device {backend.device}   dtype {args.dtype}")
         print(header)
         print(f"grid: {'; '.join(f'{key} ' + ', '.join(_text(v) for v in vs) for key, vs in grid.items())}"
-              f": {total} run{'s' if total > 1 else ''} {where}")
-        records = _run(model, data, grid, fit_kwargs, args)
+              f": {total} run{'s' if total > 1 else ''} {where}"
+              + (f"; {len(kept)} finished before, in {args.resume}" if args.resume else ""))
+        try:
+            records = _run(model, data, grid, fit_kwargs, args, kept, log.append)
+        finally:
+            log.close()
     table = sweep_table(list(grid), records)
-    files = RunFiles("sweep", out, figures=not args.no_figures)
     # A run Ctrl-C cut short is kept, marked 'interrupted' (its whole epochs), and not finished.
     finished = sum(not record["history"].get("interrupted") for record in records)
     if records:
@@ -121,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
                 if records else f"none of the {total} runs had finished; nothing was written")
         say("sweep", f"interrupted: {done}")
         return EXIT_INTERRUPTED
+    failed = sum(bool(record.get("failed")) for record in records)
+    if failed:
+        say("sweep", f"{failed} of {total} runs failed (their worker died twice); the others are "
+                     f"in the table; resume with  tinycnn-xp sweep --resume {out} and the same flags")
+        return EXIT_RUNS_FAILED
     # A rate that diverges is a result of the sweep (the table says so), not a failure.
     return EXIT_NOT_WRITTEN if files.failed else EXIT_OK
 
@@ -166,15 +184,20 @@ def _workers(args: argparse.Namespace, runs: int) -> Iterator[str]:
 
 
 def _run(model: Any, data: list, grid: dict[str, list[Any]], fit_kwargs: dict[str, Any],
-         args: argparse.Namespace) -> list[SweepRecord]:
-    """``sweep`` with progress as each run finishes; the runs finished (all of them unless
-    interrupted). The library's warnings of a run are results, said by the table."""
+         args: argparse.Namespace, kept: list, record: Any) -> list[SweepRecord]:
+    """``sweep`` with progress and ``record(run)`` as each run finishes, the ``kept`` runs not
+    run again; the runs finished (all of them unless interrupted). The library's warnings of a
+    run are results, said by the table."""
     progress = RunProgress(_size(grid), quiet=args.quiet)
     n_jobs = None if args.scheduler is not None else args.jobs  # None: joblib's Dask backend
+
+    def finished(run: SweepRecord, done: int, total: int) -> None:
+        record(run)
+        progress(run, done, total)
     try:
         with library_warnings_as_results():  # said below in this command's words, with the status
             return sweep(model, data[0], data[1], data[2], data[3], grid=grid, n_jobs=n_jobs,
-                         on_run=progress, **fit_kwargs)
+                         on_run=finished, done=kept, **fit_kwargs)
     except (TypeError, ValueError) as exc:  # what fit refuses of these data and settings
         raise UsageProblem(str(exc)) from None
     finally:

@@ -37,9 +37,10 @@ from .common import (
     run_sweep,
     say,
 )
-from .files import RunFiles, list_files, prepare_out, write_figure, write_json, write_sweep
+from .files import RunFiles, list_files, prepare_out, write_sweep
 from .progress import Progress
 from .signals import TERMINATED
+from .writes import write_figure, write_json
 
 __all__ = ["run"]
 
