@@ -43,7 +43,7 @@ nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 #: environment per session would install the same packages a dozen times: half of a fresh
 #: ``nox``'s time on 2 cores).
 SHARED = ROOT / ".nox" / "shared"
-TEST_EXTRAS = ".[test,plot,progress,digits,images,parallel]"
+TEST_EXTRAS = ".[test,plot,progress,digits,images,tensorboard,parallel]"
 
 
 class Shared:

@@ -149,6 +149,7 @@ def test_a_folder_in_use_is_refused_and_a_killed_holder_leaves_no_lock(numpy_onl
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()
     assert main(["train", "--epochs", "1", "--out", str(tmp_path / "run"), *QUICK]) == 0
 
 
@@ -221,3 +222,32 @@ def test_fit_continues_a_history_in_place(put):
     with pytest.raises(TypeError, match="history must be a history fit returned"):
         model.fit(*data, epochs=8, initial_epoch=6, history={"train_loss": []}, verbose=False)
     assert len(history["train_loss"]) == 6  # the refused calls changed nothing
+
+
+# -- TensorBoard -------------------------------------------------------------------------------------
+def test_tensorboard_events_read_back_one_per_epoch_after_a_resume(numpy_only, tmp_path):
+    pytest.importorskip("tensorboardX", reason="train --tensorboard needs the tensorboard extra")
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator",
+                                      reason="tensorboard's reader checks the events")
+    board, out = str(tmp_path / "tb"), str(tmp_path / "run")
+    assert main(["train", "--epochs", "6", "--tensorboard", board, "--out", out, *QUICK]) == 0
+    # A run killed after its checkpoint wrote two more epochs than the checkpoint holds.
+    from tensorboardX import SummaryWriter
+    with SummaryWriter(logdir=board, filename_suffix=".stray") as stray:
+        for epoch in (6, 7):
+            stray.add_scalar("val_acc", -1.0, epoch)
+    model = checkpoint.load_history(tmp_path / "run" / "model.npz")
+    assert len(model["val_acc"]) == 6
+    time.sleep(1.1)  # the resumed run's event file is named by a later second, as it would be
+    assert main(["train", "--resume", f"{out}/model.npz", "--epochs", "10", "--tensorboard", board,
+                 "--out", out, *QUICK]) == 0
+    events = accumulator.EventAccumulator(board, size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    history = checkpoint.load_history(tmp_path / "run" / "model.npz")
+    for key in METRICS:
+        scalars = events.Scalars(key)
+        assert [s.step for s in scalars] == list(range(10)), key
+        np.testing.assert_allclose([s.value for s in scalars], history[key], rtol=1e-6)
+    assert [s.value for s in events.Scalars("lr")] == pytest.approx([0.12] * 10)
+    images = events.Images("filters")
+    assert images and images[-1].step == 9 and images[-1].width > 0

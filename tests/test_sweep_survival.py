@@ -151,3 +151,66 @@ def test_resume_drops_a_line_cut_short_and_refuses_another_sweeps_journal(numpy_
     assert "nowhere: no runs.jsonl to resume" in capsys.readouterr().err
     assert np.isfinite(json.loads((tmp_path / "s" / "sweep.json").read_text())["records"][1]
                        ["history"]["train_loss"][-1])
+
+
+# -- a Dask cluster that fails ---------------------------------------------------------------------
+def dask_sweep(tmp_path, address, *flags):
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
+    return subprocess.Popen([sys.executable, "-u", "-m", "tinycnn_xp", "sweep", "--scheduler", address,
+                             "--quiet", "--no-figures", "--out", "s", *flags], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def first_run_on_disk(tmp_path, child):
+    journal = tmp_path / "s" / "runs.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and child.poll() is None \
+            and not (journal.exists() and journal.read_text()):
+        time.sleep(0.05)
+    assert journal.exists() and journal.read_text(), child.communicate()
+
+
+def test_a_scheduler_without_workers_is_one_line(numpy_only, tmp_path):
+    distributed = pytest.importorskip("distributed", reason="needs dask[distributed]")
+    with distributed.LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None) as cluster:
+        start = time.monotonic()
+        child = dask_sweep(tmp_path, cluster.scheduler_address, "--epochs", "2")
+        _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 2, stderr
+    assert stderr.strip() == (f"tinycnn-xp sweep: the Dask scheduler at {cluster.scheduler_address} "
+                              f"has no worker (waited 2 s); start one with  dask worker "
+                              f"{cluster.scheduler_address}")
+    assert time.monotonic() - start < 60
+
+
+@pytest.mark.parametrize("how", ["the workers are gone", "the scheduler is gone"])
+def test_a_cluster_that_fails_mid_sweep_ends_in_bounded_time_keeping_the_runs(numpy_only, tmp_path,
+                                                                             how):
+    distributed = pytest.importorskip("distributed", reason="needs dask[distributed]")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None)
+    address = cluster.scheduler_address
+    try:
+        child = dask_sweep(tmp_path, address, "--lrs", *RATES, "--epochs", "2000")
+        first_run_on_disk(tmp_path, child)
+        start = time.monotonic()
+        if how == "the workers are gone":
+            with distributed.Client(address) as client:
+                client.retire_workers(close_workers=True, remove=True)
+                cluster.scale(0)
+        else:
+            cluster.close()
+        _, stderr = child.communicate(timeout=120)
+        elapsed = time.monotonic() - start
+    finally:
+        child.kill()
+        cluster.close()
+    assert child.returncode == 5, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert lines[0].startswith(f"tinycnn-xp sweep: the Dask cluster at {address} failed (")
+    assert "runs finished, kept in the table and the files above; resume with" in lines[0]
+    kept = json.loads((tmp_path / "s" / "sweep.json").read_text())["records"]
+    assert kept and all(len(r["history"]["train_loss"]) == 2000 for r in kept
+                        if not r["history"].get("interrupted"))
+    assert elapsed < 60

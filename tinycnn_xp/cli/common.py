@@ -39,7 +39,7 @@ EXIT_GRADIENT_OFF = 1   # gradcheck: a relative error reached the threshold
 EXIT_USAGE = 2          # something to fix (flag, backend, checkpoint, --out, scheduler): nothing ran
 EXIT_DIVERGED = 3       # train: the run diverged (the checkpoint holds its last finite epoch)
 EXIT_NOT_WRITTEN = 4    # a file of the run could not be written (the checkpoint went elsewhere)
-EXIT_RUNS_FAILED = 5    # sweep: some runs failed (their worker died twice); the rest are kept
+EXIT_RUNS_FAILED = 5    # sweep: runs failed (a worker died twice, the cluster failed); the rest kept
 EXIT_INTERRUPTED = 130  # Ctrl-C (what was finished is saved, and the command says where)
 EXIT_TERMINATED = 143   # SIGTERM (kill, docker stop, systemd, SLURM), handled like Ctrl-C
 EXIT_STATUSES = {EXIT_OK: "done", EXIT_GRADIENT_OFF: "gradcheck: a gradient is off",
@@ -48,8 +48,8 @@ EXIT_STATUSES = {EXIT_OK: "done", EXIT_GRADIENT_OFF: "gradcheck: a gradient is o
                  EXIT_DIVERGED: "train: the run diverged; its checkpoint holds the last finite epoch",
                  EXIT_NOT_WRITTEN: "a file could not be written (the checkpoint went elsewhere, "
                                    "as printed)",
-                 EXIT_RUNS_FAILED: "sweep: some runs failed (their worker died twice); the "
-                                   "others are in the table",
+                 EXIT_RUNS_FAILED: "sweep: some runs failed (a worker died twice, or the Dask "
+                                   "cluster failed); the others are kept",
                  EXIT_INTERRUPTED: "interrupted (Ctrl-C); what was finished is saved",
                  EXIT_TERMINATED: "terminated (SIGTERM), handled like Ctrl-C"}
 

@@ -87,8 +87,7 @@ def _add_data(parser: argparse.ArgumentParser, dataset: bool = True) -> None:
 
 
 def _add_no_figures(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-figures", action="store_true",
-                        help="write no figures (the checkpoint, histories and tables only)")
+    parser.add_argument("--no-figures", action="store_true", help="write no figures (files only)")
 
 
 EPILOG = "exit status:\n" + "\n".join(f"  {code:<4d} {meaning}" for code, meaning in EXIT_STATUSES.items())
@@ -127,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=cadence_flag, default=(None, 10.0), metavar="N|Ts",
                        help="write model.npz when an epoch ends N epochs (5) or T seconds (30s) "
                             "after the last write (default: 10s), on any stop and at the end")
-    train.add_argument("--keep-best", action="store_true",
-                       help="also keep best.npz, the epoch with the lowest validation loss")
+    train.add_argument("--keep-best", action="store_true", help="also keep best.npz (lowest val loss)")
+    train.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard scalars and the "
+                       "first layer's filters here, per epoch (the tensorboard extra)")
     train.add_argument("--quiet", action="store_true", help="no progress while training")
     _add_no_figures(train)
 

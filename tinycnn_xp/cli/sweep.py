@@ -12,14 +12,13 @@ are printed and written, and the status is ``EXIT_INTERRUPTED``.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 from ..presets import make_model
 from ..sweep import DEFAULT_LRS, SweepRecord, sweep
-from . import datasets, journal
+from . import cluster, datasets, journal
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_NOT_WRITTEN,
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         fit_kwargs["momentum"] = args.momentum
     if "seed" in grid:  # each run's seed seeds its shuffles too
         del fit_kwargs["seed"]
-    _check_extras(args)
+    cluster.check_extras(args)
     backend = resolve_backend(args.backend, args.device, args.dtype)
     found = datasets.load(args, args.dtype)
     x_train, y_train, x_val, y_val, names = found[:5]
@@ -93,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             **{key: value for key, value in fit_kwargs.items() if key != "seed"},
             **({"seed": args.seed} if "seed" not in grid else {})}
     kept = journal.read(args.resume, same) if args.resume else []
-    with _workers(args, total) as where:  # connects to --scheduler, or says why not
+    with cluster.workers(args, total) as where:  # connects to --scheduler, or says why not
         out = prepare_out(args.out or args.resume,
                           f"sweep-{datasets.name_of(args.dataset)}-{args.model}")
         files = RunFiles("sweep", out, figures=not args.no_figures)
@@ -127,6 +126,11 @@ def run(args: argparse.Namespace) -> int:
             settings.update(seed=args.seed, shuffle_seed=SHUFFLE_SEED)
         _write(files, records, settings, [header, "", *table], len(names))
         list_files(out, files.files)
+    if cluster.LOST["why"]:
+        say("sweep", f"the Dask cluster at {args.scheduler} failed ({cluster.LOST['why']}): "
+                     f"{finished} of {total} runs finished, kept in the table and the files above; "
+                     f"resume with  tinycnn-xp sweep --resume {out} and the same flags")
+        return EXIT_RUNS_FAILED
     if finished < total:
         cut = len(records) - finished
         done = (f"{finished} of {total} runs finished, kept in the table and the files above"
@@ -143,46 +147,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_NOT_WRITTEN if files.failed else EXIT_OK
 
 
-def _check_extras(args: argparse.Namespace) -> None:
-    """``--jobs`` needs joblib, ``--scheduler`` dask.distributed too: one line before anything."""
-    if args.scheduler is None and args.jobs in (None, 1):
-        return
-    try:
-        import joblib  # noqa: F401
-        if args.scheduler is not None:
-            import distributed  # noqa: F401
-    except ImportError:
-        flag = "--scheduler" if args.scheduler is not None else f"--jobs {args.jobs}"
-        needs = "joblib and dask.distributed" if args.scheduler is not None else "joblib"
-        raise UsageProblem(f'{flag} needs {needs}: pip install "tinycnn-xp[parallel]"') from None
-
-
-@contextlib.contextmanager
-def _workers(args: argparse.Namespace, runs: int) -> Iterator[str]:
-    """Where the runs go, in words; with ``--scheduler``, connected to it (and joblib's Dask
-    backend on) for the duration. An address that cannot be reached is a usage problem."""
-    if args.scheduler is None:
-        jobs = every = 1
-        if args.jobs not in (None, 1):
-            import joblib
-            every = joblib.effective_n_jobs(args.jobs)
-            jobs = min(every, runs)  # as sweep does: at most one worker per run
-        yield ("one after the other in this process" if jobs == 1 else f"on {jobs} worker processes"
-               + (" (every core)" if args.jobs == -1 and jobs == every else ""))
-        return
-    import joblib
-    from distributed import Client
-    print(f"connecting to the Dask scheduler at {args.scheduler}", flush=True)
-    try:
-        client = Client(args.scheduler)  # waits distributed.comm.timeouts.connect (dask's config)
-    except (OSError, ValueError, TypeError) as exc:
-        raise UsageProblem(f"cannot connect to the Dask scheduler at {args.scheduler}: {exc}") from None
-    with client, joblib.parallel_config(backend="dask"):
-        workers = len(client.nthreads())
-        yield (f"on the Dask cluster at {args.scheduler} ({workers} worker"
-               f"{'s' if workers != 1 else ''})")
-
-
 def _run(model: Any, data: list, grid: dict[str, list[Any]], fit_kwargs: dict[str, Any],
          args: argparse.Namespace, kept: list, record: Any) -> list[SweepRecord]:
     """``sweep`` with progress and ``record(run)`` as each run finishes, the ``kept`` runs not
@@ -191,7 +155,10 @@ def _run(model: Any, data: list, grid: dict[str, list[Any]], fit_kwargs: dict[st
     progress = RunProgress(_size(grid), quiet=args.quiet)
     n_jobs = None if args.scheduler is not None else args.jobs  # None: joblib's Dask backend
 
+    ended: dict[int, SweepRecord] = {}  # what finished, should the cluster fail mid-sweep
+
     def finished(run: SweepRecord, done: int, total: int) -> None:
+        ended[len(ended)] = run
         record(run)
         progress(run, done, total)
     try:
@@ -200,8 +167,20 @@ def _run(model: Any, data: list, grid: dict[str, list[Any]], fit_kwargs: dict[st
                          on_run=finished, done=kept, **fit_kwargs)
     except (TypeError, ValueError) as exc:  # what fit refuses of these data and settings
         raise UsageProblem(str(exc)) from None
+    except Exception as exc:
+        if args.scheduler is None or not cluster.failed(exc):
+            raise
+        # The scheduler went away (killed, restarted): the runs that finished are the sweep's.
+        runs = {json.dumps(r["config"], sort_keys=True): r for r in [*kept, *ended.values()]}
+        return [runs[key] for key in sorted(runs, key=lambda k: _order(grid, json.loads(k)))]
     finally:
         progress.close()
+
+
+def _order(grid: dict[str, list[Any]], config: dict[str, Any]) -> tuple:
+    """Where ``config`` stands in the grid's order (the last key varying fastest)."""
+    return tuple(values.index(config[key]) if config.get(key) in values else len(values)
+                 for key, values in grid.items())
 
 
 def _size(grid: dict[str, list[Any]]) -> int:

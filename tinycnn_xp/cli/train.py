@@ -20,6 +20,7 @@ from ..models import Sequential
 from ..presets import make_model
 from ..sweep import DEFAULT_LRS
 from . import datasets, resume
+from .board import Board
 from .checkpoints import HISTORY_CSV, Checkpoints, HistoryRows
 from .common import (
     EXIT_DIVERGED,
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs <= done:
         raise UsageProblem(f"{args.resume} has trained {done} epochs already; pass --epochs N with "
                            f"N > {done} (the total number of epochs)")
+    board = Board(args.tensorboard, done, args.lr) if args.tensorboard else None
     label = datasets.name_of(args.data) if args.data else args.dataset
     out = prepare_out(args.out, f"{label}-{args.model}")
     arrays = [backend.put(data.x_train, args.dtype), backend.put(data.y_train),
@@ -107,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     def after_epoch(epoch: int, metrics: dict) -> None:
         progress(epoch, metrics)
         rows.append(epoch, metrics)
+        if board is not None:
+            board.epoch_ended(epoch, metrics, model)
         keeper.epoch_ended(epoch, metrics)
     start = time.perf_counter()
     try:
@@ -117,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
         rows.close()
+        if board is not None:
+            board.close()
     seconds = time.perf_counter() - start
     saved_to = keeper.final()
     try:
