@@ -62,7 +62,8 @@ def test_a_failed_final_write_goes_to_the_current_directory(numpy_only, tmp_path
                      "the run goes on",
                      f"tinycnn-xp train: cannot write {run('model.npz')}: No space left on device; "
                      f"the model was saved to {fallback} instead",
-                     f"tinycnn-xp train: cannot write {run('history.json')}: No space left on device"]
+                     f"tinycnn-xp train: cannot write {run('history.json')}: No space left on device; "
+                     f"written to {tmp_path / 'tinycnn-xp-run-history.json'} instead"]
     model = tc.Sequential.load(fallback)
     assert len(checkpoint.load_history(fallback)["train_loss"]) == 2
     assert type(model) is tc.TinyCNN

@@ -220,8 +220,10 @@ pathlib.Path.write_text = _full"""
     result = run_cli(["sweep", "--lrs", "0.1", *SMALL, "--out", "s"], tmp_path, prelude)
     assert result.returncode == 4
     assert one_line(result) == (f"tinycnn-xp sweep: cannot write {os.path.join('s', 'sweep.json')}: "
-                                "No space left on device")
+                                f"No space left on device; written to {tmp_path / 'tinycnn-xp-s-sweep.json'} "
+                                "instead")
     assert (tmp_path / "s" / "sweep.txt").is_file() and not (tmp_path / "s" / "sweep.json").exists()
+    assert json.loads((tmp_path / "tinycnn-xp-s-sweep.json").read_text())["records"]
 
 
 # -- Ctrl-C ----------------------------------------------------------------------------------------

@@ -251,3 +251,59 @@ def test_tensorboard_events_read_back_one_per_epoch_after_a_resume(numpy_only, t
     assert [s.value for s in events.Scalars("lr")] == pytest.approx([0.12] * 10)
     images = events.Images("filters")
     assert images and images[-1].step == 9 and images[-1].width > 0
+
+
+# -- a full disk ---------------------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 160 KiB tmpfs (root only: skipped with the reason elsewhere)."""
+    if os.name != "posix" or os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(disk)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=False)
+
+
+def fill(disk, leave):
+    """Fill ``disk`` up to ``leave`` bytes free."""
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    with open(disk / "filler", "wb") as handle:
+        handle.write(b"\0" * max(0, free - leave))
+
+
+def test_a_full_disk_costs_no_valid_file(numpy_only, small_disk, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the fallback for the checkpoint (not on the small disk)
+    run = small_disk / "run"
+    assert main(["train", "--epochs", "3", "--out", str(run), *QUICK]) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if not p.name.startswith(".")}
+    assert {"model.npz", "history.json", "history.csv"} <= before.keys()
+    fill(small_disk, leave=4096)
+    capsys.readouterr()
+    # Resumed on a full disk, with figures: nothing it had is replaced by half a file.
+    status = main(["train", "--resume", str(run / "model.npz"), "--epochs", "6", "--out", str(run),
+                   "--quiet", "--sweep-epochs", "0"])
+    err = capsys.readouterr().err
+    assert status == 4 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert all(line.startswith("tinycnn-xp train: cannot write ") for line in lines), lines
+    assert any(f"cannot write {run / 'model.npz'}: No space left on device; the model was saved to "
+               in line for line in lines)
+    fallback = next(tmp_path.glob("tinycnn-xp-run-model*.npz"))
+    assert len(checkpoint.load_history(fallback)["train_loss"]) == 6
+    for path in run.iterdir():
+        if path.name.startswith(".") or path.name == "filler":
+            continue
+        assert path.stat().st_size > 0, path
+        if path.name == "model.npz":
+            assert len(checkpoint.load_history(path)["train_loss"]) == 3  # the old one, whole
+        elif path.suffix == ".json":
+            import json
+            json.loads(path.read_text())
+        elif path.suffix == ".png":
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in run.iterdir() if ".tmp" in p.name]  # no temporary file left behind

@@ -89,10 +89,10 @@ def run(args: argparse.Namespace) -> int:
     files = RunFiles("evaluate", out, figures=not args.no_figures)
     record = {"model": str(args.checkpoint), "data": which, "accuracy": accuracy,
               "per_class": per_class, "confusion": counts.tolist(), "class_names": list(names)}
-    files.write("evaluation", lambda: write_json(out / "evaluation.json", record))
+    files.write("evaluation", out / "evaluation.json", lambda target: write_json(target, record))
     if files.figures and have_matplotlib():
         from .. import plots
-        files.write("confusion", lambda: write_figure(out / FIGURES["confusion"],
-                                                      lambda: plots.confusion_figure(counts, names)))
+        files.write("confusion", out / FIGURES["confusion"], lambda target: write_figure(
+            target, lambda: plots.confusion_figure(counts, names)))
     list_files(out, files.files)
     return EXIT_NOT_WRITTEN if files.failed else EXIT_OK

@@ -111,14 +111,26 @@ class RunFiles:
     def _report(self, line: str) -> None:
         print(f"tinycnn-xp {self.command}: {line}", file=sys.stderr, flush=True)
 
-    def write(self, key: str, write: Callable[[], Any]) -> None:
-        """``write()`` (which returns the path written), or one line saying why not."""
+    def write(self, key: str, path: Path, write: Callable[[Path], Any]) -> None:
+        """``write(path)``; if it fails, one line saying why, and the file written to the
+        fallbacks the checkpoint has (the current, then the temporary directory) instead."""
         try:
-            self.files[key] = Path(write())
+            write(path)
+            self.files[key] = path
+            return
         except OSError as exc:
             self.failed.append(key)
-            where = exc.filename or self.out
-            self._report(f"cannot write {where}: {exc.strerror or exc}")
+            problem = f"cannot write {exc.filename or path}: {exc.strerror or exc}"
+        for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+            target = _unused(folder / f"tinycnn-xp-{self.out.name}-{path.name}")
+            try:
+                write(target)
+            except OSError:
+                continue
+            self.files[key] = target
+            self._report(f"{problem}; written to {target} instead")
+            return
+        self._report(f"{problem}; nor could it be written to the current or the temporary directory")
 
     def save_checkpoint(self, model: Any, history: Any, meta: dict) -> Path | None:
         """The checkpoint in the run folder, else in the fallbacks; ``None`` if nowhere. Any error
@@ -168,8 +180,8 @@ def write_sweep(files: RunFiles, histories: dict[float, History], num_classes: i
     """``sweep.json`` and (if ``figure``: matplotlib is there) the sweep figure, into ``files``."""
     path = files.out / "sweep.json"
     record = {str(lr): {k: v for k, v in h.items() if k != "kernel_snapshots"} for lr, h in histories.items()}
-    files.write("sweeps", lambda: write_json(path, record))
+    files.write("sweeps", path, lambda target: write_json(target, record))
     if figure and files.figures:
         from .. import plots
-        files.write("sweep", lambda: write_figure(
-            files.out / FIGURES["sweep"], lambda: plots.lr_sweep_figure(histories, num_classes=num_classes)))
+        files.write("sweep", files.out / FIGURES["sweep"], lambda target: write_figure(
+            target, lambda: plots.lr_sweep_figure(histories, num_classes=num_classes)))

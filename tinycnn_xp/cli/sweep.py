@@ -200,17 +200,17 @@ def _write(files: RunFiles, records: list[SweepRecord], settings: dict, table: l
            num_classes: int) -> None:
     """The table, the records as JSON (no kernel snapshots) and (with matplotlib) the figure."""
     out = files.out
-    files.write("table", lambda: write_text(out / TABLE, "\n".join(table) + "\n"))
+    files.write("table", out / TABLE, lambda target: write_text(target, "\n".join(table) + "\n"))
     record = {"settings": settings,
               "records": [{"config": r["config"],
                            "history": {k: v for k, v in r["history"].items() if k != "kernel_snapshots"}}
                           for r in records]}
-    files.write("records", lambda: write_json(out / RECORDS, record))
+    files.write("records", out / RECORDS, lambda target: write_json(target, record))
     if files.figures and have_matplotlib():
         from .. import plots
         # key "sweep": listed as a figure, like train's
-        files.write("sweep", lambda: write_figure(out / FIGURE,
-                                                  lambda: plots.sweep_figure(records, num_classes)))
+        files.write("sweep", out / FIGURE, lambda target: write_figure(
+            target, lambda: plots.sweep_figure(records, num_classes)))
 
 
 def _text(value: Any) -> str:

@@ -195,15 +195,15 @@ def _write_run(files: RunFiles, history: History, counts: np.ndarray, names: tup
     record["kernel_snapshots"] = {str(e): np.asarray(k).tolist()
                                   for e, k in history["kernel_snapshots"].items()}
     record["settings"] = settings
-    files.write("history", lambda: write_json(out / "history.json", record))
+    files.write("history", out / "history.json", lambda target: write_json(target, record))
     if not (files.figures and have_matplotlib()):
         return
     from .. import plots
     if history["train_loss"]:
-        files.write("curves", lambda: write_figure(out / FIGURES["curves"], lambda: plots.training_curves(
-            history, len(names), title=_run_title(settings))))
+        files.write("curves", out / FIGURES["curves"], lambda target: write_figure(
+            target, lambda: plots.training_curves(history, len(names), title=_run_title(settings))))
     if history["kernel_snapshots"]:
-        files.write("filters", lambda: write_figure(out / FIGURES["filters"],
-                                                    lambda: plots.filter_evolution(history)))
-    files.write("confusion", lambda: write_figure(out / FIGURES["confusion"],
-                                                  lambda: plots.confusion_figure(counts, names)))
+        files.write("filters", out / FIGURES["filters"], lambda target: write_figure(
+            target, lambda: plots.filter_evolution(history)))
+    files.write("confusion", out / FIGURES["confusion"], lambda target: write_figure(
+        target, lambda: plots.confusion_figure(counts, names)))
