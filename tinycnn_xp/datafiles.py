@@ -380,7 +380,6 @@ def load_labelled(path: str | os.PathLike, preprocessing: Preprocessing,
     image of a folder of class folders. Labels are the model's class numbers: a file's or a
     folder's class names are matched to the model's by name. ``which`` says which part, in words."""
     path = Path(path)
-    expected = (preprocessing.channels, *preprocessing.image_size)
     names = preprocessing.class_names
     if path.is_dir():
         x, y, found = _folder_images(path, preprocessing, dtype)
@@ -392,10 +391,7 @@ def load_labelled(path: str | os.PathLike, preprocessing: Preprocessing,
         raise ValueError(f"{path}: expected arrays x_val and y_val, x and y, or x_train and "
                          f"y_train; found {sorted(entries) or 'none'}")
     x_key, y_key = pairs[0]
-    x = _images(entries[x_key], f"{path}: entry {x_key!r}")
-    if x.shape[1:] != expected:
-        raise ValueError(f"{path}: entry {x_key!r} holds images {x.shape[1:]}; the model was "
-                         f"trained on {expected}")
+    x = _model_images(entries[x_key], path, x_key, preprocessing)
     y = _labels(entries[y_key], len(x), f"{path}: entry {y_key!r}", x_key)
     given = entries.get("class_names")
     if given is not None:
@@ -405,6 +401,16 @@ def load_labelled(path: str | os.PathLike, preprocessing: Preprocessing,
                          f"{len(names)} classes")
     part = "validation images" if x_key == "x_val" else "images"
     return _scaled(x, dtype), y, f"the {len(y)} {part} ({x_key}) of {path}"
+
+
+def _model_images(x: np.ndarray, path: Path, key: str, preprocessing: Preprocessing) -> np.ndarray:
+    """Entry ``key``'s images, checked (``_images``) and of the shape the model was trained on."""
+    x = _images(x, f"{path}: entry {key!r}")
+    expected = (preprocessing.channels, *preprocessing.image_size)
+    if x.shape[1:] != expected:
+        raise ValueError(f"{path}: entry {key!r} holds images {x.shape[1:]}; the model was "
+                         f"trained on {expected}")
+    return x
 
 
 def _by_name(labels: np.ndarray, found: Sequence[str], names: Sequence[str], where: str) -> np.ndarray:
@@ -445,11 +451,7 @@ def read_images(inputs: Iterable[str | os.PathLike], preprocessing: Preprocessin
             entries = _read_npz(path)
             if "x" not in entries:
                 raise ValueError(f"{path}: expected an entry 'x' of images; found {sorted(entries)}")
-            x = _images(entries["x"], f"{path}: entry 'x'")
-            expected = (preprocessing.channels, height, width)
-            if x.shape[1:] != expected:
-                raise ValueError(f"{path}: entry 'x' holds images {x.shape[1:]}; the model was "
-                                 f"trained on {expected}")
+            x = _model_images(entries["x"], path, "x", preprocessing)
             parts.append(_scaled(x, dtype))
             names += [f"{path}[{i}]" for i in range(len(x))]
             continue

@@ -10,7 +10,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-__all__ = ["METRICS", "SNAPSHOT_EPOCHS", "History", "merge_histories"]
+__all__ = ["METRICS", "SNAPSHOT_EPOCHS", "History", "merge_histories", "without_snapshots"]
 
 #: the per-epoch metrics of a history, each a list of Python floats (one per epoch).
 METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
@@ -46,6 +46,11 @@ class History(TypedDict, total=False):
 def new_history() -> History:
     return {"train_loss": [], "val_loss": [], "train_acc": [], "val_acc": [],
             "kernel_snapshots": {}}
+
+
+def without_snapshots(history: Any) -> dict[str, Any]:
+    """``history`` without its ``kernel_snapshots`` (what JSON files of a run keep)."""
+    return {key: value for key, value in history.items() if key != "kernel_snapshots"}
 
 
 def merge_histories(previous: History, new: History) -> History:

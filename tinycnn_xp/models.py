@@ -318,6 +318,10 @@ class Sequential:
         """Every parameter array, in ``parameters()`` order: what a ``Program`` takes."""
         return tuple([getattr(layer, attr) for layer, attr, _ in self._slots()])
 
+    def velocities(self) -> tuple[Array, ...]:
+        """Every parameter's momentum velocity, in ``params()`` order."""
+        return tuple(layer.velocity[attr] for _, layer, attr in self.parameters())
+
     def bind(self, params: tuple, velocities: tuple | None = None, grads: tuple | None = None) -> None:
         """Bind new parameter arrays (and velocities and gradients, if given) to the layers, in
         ``parameters()`` order: how a step's results become the model's state."""
@@ -426,10 +430,9 @@ class Sequential:
         (``optim.sgd_update``, the update ``fit`` applies)."""
         _checks.deprecated("step", deprecated)
         lr, momentum = _checks.learning_rate(lr), _checks.momentum(momentum)
-        parameters = self.parameters()
         params, velocities = sgd_update(
-            self.params(), tuple(getattr(layer, "d_" + attr) for _, layer, attr in parameters),
-            tuple(layer.velocity[attr] for _, layer, attr in parameters), lr, momentum or None)
+            self.params(), tuple(getattr(layer, "d_" + attr) for _, layer, attr in self.parameters()),
+            self.velocities(), lr, momentum or None)
         self.bind(params, velocities)
 
     def predict(self, x: Array, *, eval_batch_size: int | None = None) -> Array:

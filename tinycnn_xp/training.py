@@ -60,6 +60,7 @@ class Trainable(Protocol):
     def to(self, xp: Any, device: Any = ..., dtype: Any = ...) -> Any: ...
     def parameters(self) -> list[tuple[str, Any, str]]: ...
     def params(self) -> tuple: ...
+    def velocities(self) -> tuple: ...
     def program(self, shape: tuple[int, ...]) -> Any: ...
     def bind(self, params: tuple, velocities: tuple | None = ..., grads: tuple | None = ...) -> None: ...
     def remember(self, x: Array, params: tuple) -> None: ...
@@ -132,7 +133,7 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
             # Updates rebind the parameters, never change them in place: these references are
             # the state to go back to if this epoch diverges.
             params = last_good = model.params()
-            velocities = good_velocities = _velocities(model)
+            velocities = good_velocities = model.velocities()
             probabilities = []
             # NumPy's overflow warnings of a diverging step say what the guard below says once.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -221,10 +222,6 @@ def _batches(batch_size: int, xp: Any) -> Callable:
         return ([(rows[:, start:stop], columns[:, start:stop])
                  for start, stop in evaluation.chunks(x.shape[0], batch_size)], columns)
     return split
-
-
-def _velocities(model: Trainable) -> tuple:
-    return tuple(layer.velocity[attr] for _, layer, attr in model.parameters())
 
 
 def _from_rows_batch(rows: Array, shape: tuple[int, ...], xp: Any) -> Array:

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._xp import to_numpy
 from ..history import METRICS
+from ..layers import Conv2D
 from .common import UsageProblem
 
 __all__ = ["Board", "filter_images"]
@@ -51,8 +52,7 @@ class Board:
         for key in METRICS:
             self.writer.add_scalar(key, metrics[key], epoch)
         self.writer.add_scalar("lr", self.lr, epoch)
-        conv = next((layer for _, layer, attr in model.parameters()
-                     if attr == "weights" and len(layer.weights.shape) == 4), None)
+        conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
         if conv is not None:
             self.writer.add_images("filters", filter_images(to_numpy(conv.weights)), epoch,
                                    dataformats="NCHW")

@@ -59,9 +59,8 @@ class Checkpoints:
         self.state = self.shuffles.bit_generator.state
         if self.keep_best and (self.best is None or metrics["val_loss"] < self.best[0]):
             # The arrays are never changed in place (updates rebind): keeping them is free.
-            velocities = tuple(layer.velocity[attr] for _, layer, attr in self.model.parameters())
             self.best = (metrics["val_loss"], len(self.history["train_loss"]), self.model.params(),
-                         velocities, self.state)
+                         self.model.velocities(), self.state)
         self.epochs_since += 1
         due = (self.epochs_since >= self.every_epochs if self.every_epochs is not None
                else time.monotonic() - self.last_write >= (self.every_seconds or 0.0))

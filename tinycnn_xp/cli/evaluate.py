@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import checkpoint
 from .._backends import Backend
-from .._xp import dtype_name, to_numpy
+from .._xp import to_numpy
 from ..datafiles import Preprocessing, load_labelled
 from ..models import Sequential
 from .common import (
@@ -26,6 +26,7 @@ from .common import (
 )
 from .datasets import preprocessing_of
 from .files import RunFiles, list_files, prepare_out
+from .resume import saved_model
 from .writes import write_figure, write_json
 
 __all__ = ["run", "load_model"]
@@ -36,9 +37,7 @@ def load_model(args: argparse.Namespace) -> tuple[Sequential, Preprocessing, Bac
     training images were made; ``UsageProblem`` naming the file if it is not one to use."""
     path = args.checkpoint
     meta = checkpoint_call(checkpoint.load_meta, path)
-    model = checkpoint_call(Sequential.load, path)
-    _, layer, attr = model.parameters()[0]
-    dtype = dtype_name(getattr(layer, attr).dtype)
+    model, dtype = saved_model(path)
     preprocessing = preprocessing_of(path, meta, model)
     try:
         model.output_shape((1, preprocessing.channels, *preprocessing.image_size), "the images")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import checkpoint
-from ..history import History
+from ..history import History, without_snapshots
 from .common import FIGURES, UsageProblem
 from .writes import write_figure, write_json
 
@@ -143,7 +143,7 @@ class RunFiles:
         except Exception as exc:  # any error: a finished model is never lost
             self.failed.append("checkpoint")
             problem = f"cannot write {target}: {getattr(exc, 'strerror', None) or exc}"
-        keep = [history, _without_snapshots(history), None]
+        keep = [history, None if history is None else without_snapshots(history), None]
         for folder in (Path.cwd(), Path(tempfile.gettempdir())):
             path = _unused(folder / f"tinycnn-xp-{self.out.name}-model.npz")
             for kept in keep:
@@ -162,10 +162,6 @@ class RunFiles:
         return None
 
 
-def _without_snapshots(history: Any) -> Any:
-    return None if history is None else {k: v for k, v in history.items() if k != "kernel_snapshots"}
-
-
 def _unused(path: Path) -> Path:
     """``path``, or ``name-2.npz``, ``name-3.npz``, ... if it exists: a fallback never overwrites."""
     candidate, n = path, 1
@@ -179,7 +175,7 @@ def write_sweep(files: RunFiles, histories: dict[float, History], num_classes: i
                 figure: bool) -> None:
     """``sweep.json`` and (if ``figure``: matplotlib is there) the sweep figure, into ``files``."""
     path = files.out / "sweep.json"
-    record = {str(lr): {k: v for k, v in h.items() if k != "kernel_snapshots"} for lr, h in histories.items()}
+    record = {str(lr): without_snapshots(h) for lr, h in histories.items()}
     files.write("sweeps", path, lambda target: write_json(target, record))
     if figure and files.figures:
         from .. import plots

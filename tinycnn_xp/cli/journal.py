@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..history import without_snapshots
 from .common import UsageProblem
 from .files import RunFiles
 from .writes import AppendedFile
@@ -21,7 +22,7 @@ JOURNAL = "runs.jsonl"
 
 def _line(settings: dict, record: Any) -> str:
     entry = {"settings": settings, "config": record["config"],
-             "history": {k: v for k, v in record["history"].items() if k != "kernel_snapshots"}}
+             "history": without_snapshots(record["history"])}
     if record.get("failed"):
         entry["failed"] = record["failed"]
     return json.dumps(entry) + "\n"

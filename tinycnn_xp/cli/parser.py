@@ -100,15 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
         "JAX or CuPy.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    command = functools.partial(sub.add_parser, allow_abbrev=False)  # --data is not --dataset
+    # --data is not --dataset; --help ends with the exit statuses (gradcheck says its own)
+    command = functools.partial(sub.add_parser, allow_abbrev=False, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
 
     train = command("train", help="train a model and write its figures and checkpoint",
                            description="Train a model preset, then write figures, a checkpoint "
                                        "and the history into a run folder. Unset training options "
                                        "take the chapter's values on the line patterns and tuned "
                                        "values on the digits; with --resume, the checkpoint's "
-                                       "(never where to write: that is --out's alone).",
-                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                       "(never where to write: that is --out's alone).")
     _add_placement(train)
     _add_model(train)
     train.add_argument("--epochs", type=int_at_least(1, MAX_EPOCHS),
@@ -135,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     grad = command("gradcheck", help="compare backprop with finite differences (float64)",
                           description="Finite-difference gradient check of every parameter and the "
                                       "input on random N(0, 1) images, like the chapter's; exit "
-                                      "status 1 if any relative error reaches the threshold.")
+                                      "status 1 if any relative error reaches the threshold.",
+                          epilog=None, formatter_class=argparse.HelpFormatter)
     _add_placement(grad, dtype=False)
     grad.add_argument("--model", choices=sorted(PRESETS), help="model preset (default: tiny)")
     grad.add_argument("--seed", type=int_at_least(0), default=99,
@@ -157,8 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "varying fastest). Writes a table (sweep.txt, also printed), "
                                        "the records as JSON (sweep.json) and a figure (sweep.png) into "
                                        "a run folder. A rate that diverges is a result, shown in the "
-                                       "table; Ctrl-C keeps the runs already finished.",
-                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                       "table; Ctrl-C keeps the runs already finished.")
     _add_placement(sweep)
     _add_model(sweep, seed=False)
     sweep.add_argument("--lrs", type=positive_float, nargs="+", metavar="LR",
@@ -190,11 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no progress")
     _add_no_figures(sweep)
 
-    predict = command("predict", help="classify images with a trained model", epilog=EPILOG,
+    predict = command("predict", help="classify images with a trained model",
                       description="Classify image files, folders of them (and their subfolders) "
                                   "or .npz files with x, made as the training images were: one "
-                                  "line per image: its path (or file.npz[i]), class, probability.",
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
+                                  "line per image: its path (or file.npz[i]), class, probability.")
     predict.add_argument("checkpoint", metavar="MODEL", help="a checkpoint (.npz) that train wrote")
     predict.add_argument("inputs", metavar="INPUT", nargs="+",
                          help="image files (PNG, JPEG), folders of them, or .npz files with x")
@@ -202,11 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="text: aligned columns (default); csv; json: a list of objects")
     _add_placement(predict, dtype=False)
 
-    evaluate = command("evaluate", help="measure a trained model on labelled images", epilog=EPILOG,
+    evaluate = command("evaluate", help="measure a trained model on labelled images",
                        description="Accuracy, per class, and the confusion matrix on the validation "
                                    "part of a train/validation .npz or a built-in dataset, else the "
-                                   "whole set (a folder's classes matched to the model's by name).",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   "whole set (a folder's classes matched to the model's by name).")
     evaluate.add_argument("checkpoint", metavar="MODEL", help="a checkpoint (.npz) that train wrote")
     _add_data(evaluate)
     evaluate.add_argument("--out", metavar="DIR", help="write the confusion-matrix figure and "

@@ -25,7 +25,7 @@ from ..models import Sequential
 from ..presets import PRESETS
 from .common import DATASETS, UsageProblem, checkpoint_call
 
-__all__ = ["RESUMABLE", "settings", "load"]
+__all__ = ["RESUMABLE", "settings", "load", "saved_model", "check_same_data", "check_fits"]
 
 
 def _integer(low: int) -> Callable[[Any], bool]:
@@ -88,11 +88,17 @@ def load(args: argparse.Namespace) -> tuple[dict[str, Any], Sequential, History 
                            "leave out --model to resume it")
     if not args.model and "model" not in saved:  # saved from Python, not by this command
         saved["model"] = "checkpoint"
-    model = checkpoint_call(Sequential.load, path)  # on the host, in the saved dtype
+    model, dtype = saved_model(path)
     history = checkpoint_call(checkpoint.load_history, path)
-    _, layer, attr = model.parameters()[0]
-    saved.setdefault("dtype", dtype_name(getattr(layer, attr).dtype))
+    saved.setdefault("dtype", dtype)
     return saved, model, history, shuffles(path, meta), meta
+
+
+def saved_model(path: str) -> tuple[Sequential, str]:
+    """The model of the checkpoint at ``path``, on the host, and its saved dtype's name."""
+    model = checkpoint_call(Sequential.load, path)
+    _, layer, attr = model.parameters()[0]
+    return model, dtype_name(getattr(layer, attr).dtype)
 
 
 def check_same_data(path: str, meta: dict, record: dict) -> None:

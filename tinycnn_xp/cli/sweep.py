@@ -16,6 +16,7 @@ import json
 import math
 from typing import Any
 
+from ..history import without_snapshots
 from ..presets import make_model
 from ..sweep import DEFAULT_LRS, SweepRecord, sweep
 from . import cluster, datasets, journal
@@ -155,10 +156,10 @@ def _run(model: Any, data: list, grid: dict[str, list[Any]], fit_kwargs: dict[st
     progress = RunProgress(_size(grid), quiet=args.quiet)
     n_jobs = None if args.scheduler is not None else args.jobs  # None: joblib's Dask backend
 
-    ended: dict[int, SweepRecord] = {}  # what finished, should the cluster fail mid-sweep
+    ended: list[SweepRecord] = []  # what finished, should the cluster fail mid-sweep
 
     def finished(run: SweepRecord, done: int, total: int) -> None:
-        ended[len(ended)] = run
+        ended.append(run)
         record(run)
         progress(run, done, total)
     try:
@@ -171,7 +172,7 @@ def _run(model: Any, data: list, grid: dict[str, list[Any]], fit_kwargs: dict[st
         if args.scheduler is None or not cluster.failed(exc):
             raise
         # The scheduler went away (killed, restarted): the runs that finished are the sweep's.
-        runs = {json.dumps(r["config"], sort_keys=True): r for r in [*kept, *ended.values()]}
+        runs = {json.dumps(r["config"], sort_keys=True): r for r in [*kept, *ended]}
         return [runs[key] for key in sorted(runs, key=lambda k: _order(grid, json.loads(k)))]
     finally:
         progress.close()
@@ -203,7 +204,7 @@ def _write(files: RunFiles, records: list[SweepRecord], settings: dict, table: l
     files.write("table", out / TABLE, lambda target: write_text(target, "\n".join(table) + "\n"))
     record = {"settings": settings,
               "records": [{"config": r["config"],
-                           "history": {k: v for k, v in r["history"].items() if k != "kernel_snapshots"}}
+                           "history": without_snapshots(r["history"])}
                           for r in records]}
     files.write("records", out / RECORDS, lambda target: write_json(target, record))
     if files.figures and have_matplotlib():

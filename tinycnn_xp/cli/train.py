@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from .._xp import to_numpy
-from ..history import History, new_history
+from ..history import History, new_history, without_snapshots
 from ..models import Sequential
 from ..presets import make_model
 from ..sweep import DEFAULT_LRS
@@ -191,7 +191,7 @@ def _write_run(files: RunFiles, history: History, counts: np.ndarray, names: tup
                settings: dict) -> None:
     """History JSON and (with matplotlib) three figures, into ``files`` (the checkpoint is there)."""
     out = files.out
-    record: dict = {key: value for key, value in history.items() if key != "kernel_snapshots"}
+    record: dict = without_snapshots(history)
     record["kernel_snapshots"] = {str(e): np.asarray(k).tolist()
                                   for e, k in history["kernel_snapshots"].items()}
     record["settings"] = settings
