@@ -178,15 +178,21 @@ def prepare(case: Case) -> Callable[[], Any]:
         from tinycnn_xp.losses import one_hot_columns
         xp = model.placement.xp
         rows, targets = to_rows(x, xp), one_hot_columns(y, 10, x.dtype, xp)
-        step = training.train_step(model, tuple(x.shape[1:]))
-        state = {"params": model.params(), "velocities": tuple(layer.velocity[attr] for _, layer, attr
-                                                               in model.parameters())}
+        from tinycnn_xp.optim import SGD
+        optimizer = SGD(work.lr)
+        step = training.train_step(model, tuple(x.shape[1:]), optimizer)
+        state = {"params": model.params(), "state": optimizer.state_of(model),
+                 "buffers": model.buffers()}
+        masks = model.draw_masks(model.program(tuple(x.shape[1:])), x.shape[0])
 
         def fit_step() -> Any:  # what fit does per batch: the step, its results bound
-            params, velocities, grads, p = step(state["params"], state["velocities"], rows, targets,
-                                                work.lr, None)
-            model.bind(params, velocities, grads)
-            state["params"], state["velocities"] = params, velocities
+            optimizer.steps += 1
+            params, opt_state, buffers, grads, p = step(
+                state["params"], state["state"], state["buffers"], masks, rows, targets,
+                optimizer.hyper(work.lr))
+            model.bind(params, grads=grads, buffers=buffers)
+            optimizer.bind_state(model, opt_state)
+            state["params"], state["state"], state["buffers"] = params, opt_state, buffers
             return sync(p)
         return fit_step
 

@@ -148,7 +148,7 @@ def test_jobs_2_gives_the_serial_results_and_writes_table_json_and_figure(numpy_
     assert [r["config"] for r in saved["records"]] == [
         {"lr": lr, "momentum": beta} for lr, beta in itertools.product([0.05, 0.5], [0.0, 0.9])]
     for record in saved["records"]:
-        assert sorted(record["history"]) == sorted(tc.METRICS)  # no kernel snapshots
+        assert sorted(record["history"]) == sorted([*tc.METRICS, "lr"])  # no kernel snapshots
         assert all(len(record["history"][key]) == 3 for key in tc.METRICS)
     # The table: printed, and in sweep.txt under the sweep's settings.
     table = (out / "sweep.txt").read_text().splitlines()

@@ -4,6 +4,7 @@ stateful API against the pure functions, the training step's gradient against fi
 differences on random stacks, a chapter-style layer in ``fit``, and (JAX) compiled against eager.
 """
 
+import functools
 import gc
 
 import numpy as np
@@ -18,6 +19,7 @@ from tinycnn_xp import training
 from tinycnn_xp.layers import Context, ConvReluMaxPool, to_rows
 from tinycnn_xp.losses import one_hot_columns
 from tinycnn_xp.models import _Single
+from tinycnn_xp.optim import SGD
 
 # On JAX every new architecture compiles its loss, and eager calls compile per new shape: a
 # tenth of the random stacks, and the hand loop on TinyCNN only.
@@ -125,7 +127,7 @@ def test_the_fusion_is_chosen_where_the_layers_match(put, data, layers, fused):
     model = tc.Sequential(layers, seed=1)
     model.forward(put(data[0][:1]))
     program = model.program((1, 8, 8))
-    assert [covered for _, _, covered, _ in program.stages] == fused
+    assert [stage[2] for stage in program.stages] == fused
     history = model.fit(*(put(a) for a in data[:4]), epochs=2, verbose=False)
     assert len(history["val_acc"]) == 2
 
@@ -137,7 +139,7 @@ def test_a_subclass_is_never_fused(put, data):
     model = tc.Sequential([MyConv(1, 2, 3), tc.ReLU(), tc.MaxPool2D(2), tc.Flatten(),
                            tc.Dense(18, 3)])
     model.forward(put(data[0][:1]))
-    assert [covered for _, _, covered, _ in model.program((1, 8, 8)).stages] == [1] * 5
+    assert [stage[2] for stage in model.program((1, 8, 8)).stages] == [1] * 5
 
 
 # -- the chapter's stateful API is the pure functions ---------------------------------------------
@@ -352,9 +354,11 @@ def test_the_compiled_step_equals_the_eager_one(jax_only, put, data, build):
     model.forward(x)
     xp = model.placement.xp
     program = model.program((1, 8, 8))
-    args = (model.params(), tuple(xp.zeros_like(p) for p in model.params()), to_rows(x, xp),
-            one_hot_columns(y, 3, x.dtype, xp), 0.1, 0.9)
-    eager, compiled = program.train_step(*args), jax.jit(program.train_step)(*args)
+    optimizer = SGD(0.1, momentum=0.9)
+    args = (model.params(), optimizer.state_of(model), (), (), to_rows(x, xp),
+            one_hot_columns(y, 3, x.dtype, xp), optimizer.hyper(0.1))
+    step = functools.partial(program.train_step, optimizer.update)
+    eager, compiled = step(*args), jax.jit(step)(*args)
     for a, b in zip(jax.tree_util.tree_leaves(eager), jax.tree_util.tree_leaves(compiled)):
         close(b, a, rtol=1e-12)
 

@@ -47,8 +47,8 @@ def count_steps(model, monkeypatch, then=None):
     calls = []
     bind = model.bind
 
-    def counted(params, velocities=None, grads=None):
-        bind(params, velocities, grads)
+    def counted(params, velocities=None, grads=None, buffers=None):
+        bind(params, velocities, grads, buffers)
         if grads is not None:  # a step (restoring after a divergence binds no gradients)
             calls.append(1)
             if then is not None:

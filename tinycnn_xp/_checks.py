@@ -74,6 +74,17 @@ def momentum(beta: Any, name: str = "momentum") -> float:
     return float(beta)
 
 
+def fraction(value: Any, name: str, closed: bool = False) -> float:
+    """A number in [0, 1) (``closed``: [0, 1])."""
+    interval = "[0, 1]" if closed else "[0, 1)"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in {interval}, got {value!r} "
+                        f"({type(value).__name__})")
+    if not (0.0 <= float(value) <= 1.0 and (closed or float(value) < 1.0)):
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return float(value)
+
+
 def array(x: Any, name: str) -> Any:
     """The array namespace of ``x``; ``TypeError`` if ``x`` is not an eager array-API array.
 

@@ -5,11 +5,15 @@ JSON text for the rest. It does not remember the library or device it was saved 
 saved from torch or CuPy loads onto NumPy, array-api-strict or a GPU alike, with the same weights
 bit for bit.
 
-Entries (format 1): ``format`` (``"tinycnn_xp-checkpoint/1"``), ``architecture`` (JSON: model
+Entries (format 2): ``format`` (``"tinycnn_xp-checkpoint/2"``), ``architecture`` (JSON: model
 class ``"TinyCNN"`` or ``"Sequential"``, each layer's class name and ``config()``, layer names,
 ``input_shape``), ``dtype``, ``epochs`` (epochs trained), ``history`` and ``meta`` (JSON),
-``param/<name>`` and ``velocity/<name>`` per parameter (``conv.weights``, ...), and
-``snapshot/<epoch>`` for the history's kernel snapshots.
+``param/<name>`` and ``velocity/<name>`` per parameter (``conv.weights``, ...), ``buffer/<name>``
+per buffer (``bn.running_mean``, ...), ``optimizer`` (JSON: the optimizer's ``config()`` with its
+schedule, and its step count; empty without one) with ``optimizer/<slot>/<name>`` for its state
+(Adam's ``exp_avg``, ...; SGD's velocities are the ``velocity/`` entries), and
+``snapshot/<epoch>`` for the history's kernel snapshots. Format 1 (0.1 to 0.3) has no buffers,
+optimizer or ``lr`` history, and still loads.
 
 **A file is data, never control.** Reading costs what the declared model costs, whatever the file
 says:
@@ -50,7 +54,9 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from . import _checks
+import warnings
+
+from . import _checks, optim
 from ._checks import FLOAT_DTYPES
 from ._xp import to_numpy
 from .history import METRICS, History
@@ -58,16 +64,19 @@ from .history import METRICS, History
 __all__ = ["save", "read", "Checkpoint", "load_history", "load_meta", "FORMAT", "MAX_PARAMETERS",
            "TEXT_LIMITS", "HISTORY_CHARS_PER_EPOCH", "MAX_EPOCHS", "MAX_SNAPSHOTS", "text_limit"]
 
-FORMAT = "tinycnn_xp-checkpoint/1"
+FORMAT = "tinycnn_xp-checkpoint/2"
+#: the formats ``read`` takes: this one and 0.1 to 0.3's
+FORMATS = ("tinycnn_xp-checkpoint/1", FORMAT)
 #: the most parameters a checkpoint's architecture may declare (``Sequential.load(...,
 #: max_parameters=)`` raises it): 10**8 float64 parameters and their velocities are 1.6 GB.
 MAX_PARAMETERS = 10**8
 #: the longest each text entry may be, in characters; the history may also take
 #: ``HISTORY_CHARS_PER_EPOCH`` per epoch the file declares (``fit``'s 80 epochs take 7,000).
 TEXT_LIMITS = {"format": 64, "dtype": 16, "architecture": 1 << 20, "meta": 1 << 16,
-               "history": 1 << 22}
-#: four numbers of at most 24 characters and their separators: a history's room per epoch.
-HISTORY_CHARS_PER_EPOCH = 4 * 26 + 8
+               "history": 1 << 22, "optimizer": 1 << 16}
+#: five numbers (four metrics and the rate) of at most 24 characters and their separators: a
+#: history's room per epoch.
+HISTORY_CHARS_PER_EPOCH = 5 * 26 + 8
 #: the most epochs a checkpoint may declare: its history text is then at most ~112 MB.
 MAX_EPOCHS = 10**6
 #: the most kernel snapshots a history may hold (``fit`` keeps at most 7).
@@ -79,6 +88,7 @@ MAX_DIRECTORY_BYTES = 1 << 20
 _TEXT_ENTRIES = ("architecture", "dtype", "history", "meta")
 _HISTORY_FLAGS = {"diverged_epoch": int, "stopped_epoch": int, "interrupted": bool,
                   "interrupted_steps": int}
+_STATE_GROUPS = ("param", "velocity", "buffer", "optimizer")
 _ACCURACIES = ("train_acc", "val_acc")
 _CHUNK = 1 << 20  # members are inflated 1 MiB at a time, straight into their arrays
 
@@ -94,6 +104,19 @@ class Checkpoint(NamedTuple):
     dtype: str                               # "float32" or "float64"
     history: History | None
     meta: dict[str, Any]
+    #: ``{"config": optimizer config, "steps": int, "state": {"<slot>/<name>": array}}`` or None
+    optimizer: dict[str, Any] | None = None
+
+
+def optimizer_of(saved: Checkpoint, dtype: str) -> optim.Optimizer:
+    """The optimizer a checkpoint holds, with its step count and state (host arrays in ``dtype``)."""
+    assert saved.optimizer is not None
+    optimizer = optim.optimizer_from_config(saved.optimizer["config"])
+    arrays: dict[str, dict[str, Any]] = {}
+    for key, array in saved.optimizer["state"].items():
+        slot, _, name = key.partition("/")
+        arrays.setdefault(slot, {})[name] = array.astype(dtype, copy=False)
+    return optimizer.load_state(saved.optimizer["steps"], arrays)
 
 
 # -- saving --------------------------------------------------------------------------------------
@@ -102,7 +125,9 @@ def save(model: Any, path: str | os.PathLike, history: History | None = None, *,
     """Write ``model``, optionally ``fit``'s ``history`` and a JSON-able ``meta`` dict, to ``path``.
 
     ``model`` is anything with ``config()`` (JSON-able) and ``state()`` (``{"param": {name:
-    array}, "velocity": {name: array}}``), as ``Sequential`` has; this module knows no model class.
+    array}, "velocity": {name: array}, "buffer": {name: array}}``), as ``Sequential`` has, and
+    optionally an ``optimizer`` (``tinycnn_xp.optim``); this module knows no model class. An
+    optimizer whose schedule is a Python function is saved without it, with a warning.
 
     The file is written next to ``path`` (next to its target, for a symbolic link) under a
     temporary name, flushed to disk, then renamed over it in one step. Returns ``path`` as a
@@ -127,15 +152,25 @@ def _to_arrays(model: Any, history: History | None, meta: dict, path: Any) -> di
     snapshots = record.pop("kernel_snapshots", None) or {}
     epochs = len(record.get("train_loss", []))
     where = f"cannot save to {os.fspath(path)}"
+    optimizer = getattr(model, "optimizer", None)
     texts = {"architecture": _dumps(model.config(), "the model's config()", where),
              "history": _dumps(record, "history", where) if record else "",
-             "meta": _dumps(meta, "meta", where)}
+             "meta": _dumps(meta, "meta", where),
+             "optimizer": _dumps(_optimizer_entry(optimizer), "the optimizer", where)
+             if optimizer is not None else ""}
     arrays = {"format": np.array(FORMAT), "epochs": np.array(epochs, dtype=np.int64),
               **{key: np.array(text) for key, text in texts.items()}}
     state = model.state()
-    for group in ("param", "velocity"):  # host copies: the file never knows the library or device
-        for name, array in state[group].items():
+    for group in ("param", "velocity", "buffer"):  # host copies: the file never knows the
+        for name, array in state.get(group, {}).items():  # library or device
             arrays[f"{group}/{name}"] = to_numpy(array)
+    if optimizer is not None and optimizer.slots and not isinstance(optimizer, optim.SGD):
+        held = optimizer.state or {}
+        for slot in optimizer.slots:
+            for name, param in state["param"].items():
+                value = held.get(slot, {}).get(name)
+                arrays[f"optimizer/{slot}/{name}"] = (to_numpy(value) if value is not None
+                                                      else np.zeros_like(to_numpy(param)))
     first = next(iter(state["param"]), None)
     dtype = str(arrays[f"param/{first}"].dtype) if first else "float64"
     arrays["dtype"] = np.array(dtype)
@@ -156,13 +191,24 @@ def _to_arrays(model: Any, history: History | None, meta: dict, path: Any) -> di
     _check_layout(layout, where, epochs)
     _check_texts({key: str(arrays[key]) for key in ("format", "dtype", *_TEXT_ENTRIES)}, where)
     _check_state(layout, dtype, None, None, where)
+    if optimizer is not None:
+        _check_optimizer(json.loads(texts["optimizer"]), where)
     if record:
         _check_history(json.loads(texts["history"]), epochs, where)
     _check_snapshots(layout, dtype, epochs, bool(record), where)
     for key, array in arrays.items():
-        if key.partition("/")[0] in ("param", "velocity", "snapshot"):
+        if "/" in key and key.partition("/")[0] in (*_STATE_GROUPS, "snapshot"):
             _check_finite(array, key, where)
     return arrays
+
+
+def _optimizer_entry(optimizer: Any) -> dict[str, Any]:
+    """The ``optimizer`` text entry: its settings and step count."""
+    config = optimizer.config()
+    if not optimizer.schedule.storable:
+        warnings.warn(f"{optimizer!r}: its schedule is a Python function, which a checkpoint "
+                      f"cannot hold; pass the optimizer again to resume", UserWarning, stacklevel=4)
+    return {"config": config, "steps": optimizer.steps}
 
 
 def _dumps(value: Any, what: str, where: str) -> str:
@@ -255,14 +301,16 @@ def _naming(exc: OSError, path: Path) -> OSError:
 
 # -- reading -------------------------------------------------------------------------------------
 def read(path: str | os.PathLike, shapes: Shapes | None = None, *,
-         max_parameters: int | None = None) -> Checkpoint:
+         max_parameters: int | None = None, buffer_shapes: Shapes | None = None) -> Checkpoint:
     """Everything in the checkpoint at ``path``, checked, on the host.
 
     ``shapes(config)`` gives the parameter shapes the architecture declares (``{"conv.weights":
     (3, 1, 3, 3), ...}``; ``Sequential.parameter_shapes``, which ``Sequential.load`` passes);
-    the stored arrays must be exactly those, in the saved dtype, before any is read. Without it
-    parameters and velocities must pair up. The declared (or stored) parameter count is capped
-    at ``max_parameters`` (default ``MAX_PARAMETERS``).
+    the stored arrays must be exactly those, in the saved dtype, before any is read, and so must
+    the buffers ``buffer_shapes(config)`` declares and the optimizer state its settings declare.
+    Without ``shapes`` parameters and velocities must pair up. The declared (or stored) parameter
+    count, with the optimizer's state, is capped at ``max_parameters`` (default
+    ``MAX_PARAMETERS``).
 
     Raises ``ValueError`` naming the file and the entry for anything that is not a good
     checkpoint, and ``FileNotFoundError`` when there is no file.
@@ -273,22 +321,31 @@ def read(path: str | os.PathLike, shapes: Shapes | None = None, *,
         config = archive.json("architecture")
         if not isinstance(config, dict):
             raise ValueError(f"{path}: checkpoint entry 'architecture' is not a JSON object")
-        declared = None
-        if shapes is not None:
-            try:
+        declared, extra = None, {}
+        entry = archive.optimizer()
+        try:
+            if shapes is not None:
                 declared = shapes(config)
-            except ValueError as exc:
-                raise ValueError(f"{path}: {exc}") from None
-        _check_state(archive.members, archive.texts["dtype"], declared, cap, str(path))
+                extra = {f"buffer/{name}": shape for name, shape in
+                         (buffer_shapes(config) if buffer_shapes is not None else {}).items()}
+                if entry is not None:
+                    extra.update({f"optimizer/{key}": shape for key, shape in
+                                  optim.state_shapes(entry["config"], declared).items()})
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        _check_state(archive.members, archive.texts["dtype"], declared, cap, str(path), extra)
         history = archive.history(snapshots=False)  # checked from their headers, never inflated
         meta = archive.meta()
-        state: dict[str, dict[str, np.ndarray]] = {"param": {}, "velocity": {}}
+        state: dict[str, dict[str, np.ndarray]] = {group: {} for group in _STATE_GROUPS}
         for key in archive.members:
             group, _, name = key.partition("/")
-            if group in state:
+            if group in state and name:
                 state[group][name] = archive.array(key)
                 _check_finite(state[group][name], key, str(path))
-    return Checkpoint(config, state, archive.texts["dtype"], history, meta)
+    held = state.pop("optimizer")
+    if entry is not None:
+        entry = {**entry, "state": held}
+    return Checkpoint(config, state, archive.texts["dtype"], history, meta, entry)
 
 
 def load_history(path: str | os.PathLike, *, max_parameters: int | None = None) -> History | None:
@@ -390,16 +447,17 @@ class _Archive:
         readable = (_is_text(self.members["format"])
                     and self.members["format"].dtype.itemsize <= 4 * TEXT_LIMITS["format"])
         found = self._text("format") if readable else None
-        if found != FORMAT:
+        if found not in FORMATS:
             what = f"format {found[:60]!r}" if found is not None else "an entry 'format' that is not text"
             raise ValueError(f"{self.where}: not a tinycnn_xp checkpoint (expected format "
                              f"{FORMAT!r}, found {what})")
+        self.format = found
         for key, info in self.infos.items():
             if _kind(key) is None:
                 raise ValueError(f"{self.where}: unexpected entry {info.filename!r} "
                                  f"({info.file_size} bytes, not read): a checkpoint holds only "
-                                 "format, architecture, dtype, epochs, history, meta, param/*, "
-                                 "velocity/* and snapshot/<epoch>")
+                                 "format, architecture, dtype, epochs, history, meta, optimizer, "
+                                 "param/*, velocity/*, buffer/*, optimizer/* and snapshot/<epoch>")
         for key in self.infos:
             if key != "format":
                 self.members[key] = self._header(key)
@@ -409,6 +467,7 @@ class _Archive:
             raise ValueError(f"{self.where}: checkpoint entry 'epochs' is negative ({self.epochs})")
         _check_layout(self.members, self.where, self.epochs)  # the history's limit follows it
         self.texts = {key: self._text(key) for key in ("format", "dtype", *_TEXT_ENTRIES)}
+        self.texts["optimizer"] = self._text("optimizer") if "optimizer" in self.members else ""
         _check_texts(self.texts, self.where)
 
     def _unreadable(self, exc: BaseException) -> ValueError:
@@ -498,6 +557,14 @@ class _Archive:
         history["kernel_snapshots"] = dict(sorted(kernels.items()))
         return history
 
+    def optimizer(self) -> dict[str, Any] | None:
+        """The optimizer entry (``{"config": ..., "steps": ...}``), checked, or ``None``."""
+        if not self.texts["optimizer"]:
+            return None
+        entry = self.json("optimizer")
+        _check_optimizer(entry, self.where)
+        return entry
+
     def meta(self) -> dict:
         meta = self.json("meta")
         if not isinstance(meta, dict):
@@ -539,12 +606,14 @@ def _directory_size(handle: IO[bytes]) -> int | None:
 
 def _kind(key: str) -> str | None:
     """What the format says member ``key`` is, or ``None`` for a name it does not have."""
-    if key in ("format", "dtype", *_TEXT_ENTRIES):
+    if key in ("format", "dtype", "optimizer", *_TEXT_ENTRIES):
         return "text"
     if key == "epochs":
         return "integer"
     group, _, name = key.partition("/")
-    if group in ("param", "velocity") and name:
+    if group in ("param", "velocity", "buffer") and name:
+        return "float"
+    if group == "optimizer" and "/" in name:
         return "float"
     if group == "snapshot" and name.isdigit() and name.isascii() and str(int(name)) == name:
         return "float"
@@ -601,11 +670,16 @@ def _check_texts(texts: dict[str, str], where: str) -> None:
 
 
 def _check_state(members: dict[str, _Member], dtype: str,
-                 declared: dict[str, tuple[int, ...]] | None, cap: int | None, where: str) -> None:
+                 declared: dict[str, tuple[int, ...]] | None, cap: int | None, where: str,
+                 extra: dict[str, tuple[int, ...]] | None = None) -> None:
     """Parameters and velocities, from their headers: those ``declared`` (or pairs), in ``dtype``,
-    at most ``cap`` parameters in all."""
+    at most ``cap`` parameters in all (with the optimizer's state); with ``declared``, the
+    buffers and optimizer state must be exactly ``extra`` (``{"buffer/<name>": shape, ...}``)."""
+    groups = ("param", "velocity") if declared is None else _STATE_GROUPS
     stored = {key: member for key, member in members.items()
-              if key.partition("/")[0] in ("param", "velocity")}
+              if "/" in key and key.partition("/")[0] in groups}
+    optimizer_values = sum(math.prod(member.shape) for key, member in members.items()
+                           if key.startswith("optimizer/"))
     if declared is None:  # no architecture to hold them against: parameters and velocities pair up
         expected = {f"{group}/{key.partition('/')[2]}": member.shape for key, member in stored.items()
                     if key.startswith("param/") for group in ("param", "velocity")}
@@ -613,9 +687,14 @@ def _check_state(members: dict[str, _Member], dtype: str,
     else:
         expected = {f"{group}/{name}": tuple(shape) for name, shape in declared.items()
                     for group in ("param", "velocity")}
+        expected.update(extra or {})
         count = sum(math.prod(shape) for shape in declared.values())
-    if cap is not None and count > cap:
-        raise ValueError(f"{where}: the architecture declares {count:,} parameters, more than the "
+        optimizer_values = sum(math.prod(shape) for key, shape in expected.items()
+                               if key.startswith("optimizer/"))
+    if cap is not None and count + optimizer_values > cap:
+        what = f"{count:,} parameters" + (f" and {optimizer_values:,} values of optimizer state"
+                                          if optimizer_values else "")
+        raise ValueError(f"{where}: the architecture declares {what}, more than the "
                          f"cap of {cap:,} (tinycnn_xp.checkpoint.MAX_PARAMETERS); pass "
                          "max_parameters= to Sequential.load to load a model that large")
     if set(stored) != set(expected):
@@ -651,12 +730,12 @@ def _check_history(history: Any, epochs: int, where: str) -> None:
     """``fit``'s history (without its snapshots), as JSON gives it back, for ``epochs`` epochs."""
     if not isinstance(history, dict):
         raise ValueError(f"{where}: the saved history is not a JSON object")
-    unknown = sorted(set(history) - set(METRICS) - set(_HISTORY_FLAGS))
+    unknown = sorted(set(history) - set(METRICS) - set(_HISTORY_FLAGS) - {"lr"})
     if unknown:
         raise ValueError(f"{where}: the saved history has entries {unknown!r:.200} that fit never "
-                         f"writes (it has {list(METRICS) + list(_HISTORY_FLAGS)}); put your own "
-                         "data in meta")
-    for key in METRICS:
+                         f"writes (it has {list(METRICS) + ['lr'] + list(_HISTORY_FLAGS)}); put "
+                         "your own data in meta")
+    for key in (*METRICS, *(("lr",) if "lr" in history else ())):
         values = history.get(key)
         if not isinstance(values, list) or len(values) != epochs:
             raise ValueError(f"{where}: the saved history has no {key!r} list of {epochs} epochs")
@@ -676,6 +755,20 @@ def _check_history(history: Any, epochs: int, where: str) -> None:
         if not good:
             what = "true or false" if kind is bool else "an integer >= 0"
             raise ValueError(f"{where}: the saved history's {key!r} is {value!r:.60}, not {what}")
+
+
+def _check_optimizer(entry: Any, where: str) -> None:
+    """The ``optimizer`` entry: ``{"config": settings an optimizer takes, "steps": int >= 0}``."""
+    if not isinstance(entry, dict) or set(entry) != {"config", "steps"}:
+        raise ValueError(f"{where}: checkpoint entry 'optimizer' is not {{'config': ..., "
+                         f"'steps': ...}}")
+    steps = entry["steps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"{where}: the optimizer's step count is {steps!r:.60}, not an integer >= 0")
+    try:
+        optim.optimizer_from_config(entry["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: checkpoint entry 'optimizer': {exc}") from None
 
 
 def _as_float(value: int | float) -> float:

@@ -17,17 +17,19 @@ __all__ = ["numerical_gradient", "relative_error", "check_gradients"]
 Array = Any
 
 
-def _loss_of(model: Sequential, shape: tuple[int, ...], xp: Any) -> Any:
-    """``loss(x, targets)``: the mean cross-entropy of the model's inference with its current
-    parameters (nothing kept, no attribute set; compiled on JAX, where each of a finite
-    difference's many evaluations is then one dispatch)."""
+def _loss_of(model: Sequential, shape: tuple[int, ...], masks: tuple, xp: Any) -> Any:
+    """``loss(x, targets)``: the mean cross-entropy of the model's training-mode pass (batch
+    statistics, the dropout ``masks`` held fixed) with its current parameters: what the analytic
+    gradients differentiate (nothing kept, no attribute set; compiled on JAX, where each of a
+    finite difference's many evaluations is then one dispatch)."""
     program = model.program(shape)
 
-    def loss(params: tuple, x: Array, targets: Array) -> Array:
-        probabilities = softmax_columns(program.logits(params, to_rows(x, xp)), xp)
+    def loss(params: tuple, buffers: tuple, masks: tuple, x: Array, targets: Array) -> Array:
+        logits, _ = program.forward(params, to_rows(x, xp), False, buffers=buffers, masks=masks)
+        probabilities = softmax_columns(logits, xp)
         return xp.mean(cross_entropy_columns(probabilities, targets, xp))
     compiled = training.compiled(model, ("loss", shape), loss)
-    return lambda x, targets: compiled(model.params(), x, targets)
+    return lambda x, targets: compiled(model.params(), model.buffers(), masks, x, targets)
 
 
 def _prepared(model: Any, x: Array, y: Array, epsilon: Any) -> Any:
@@ -61,7 +63,8 @@ def numerical_gradient(model: Any, x: Array, y: Array, param_array: Array,
         raise ValueError(f"param_array must be x or one of the model's parameters (e.g. "
                          f"model.{model.parameters()[0][0]}) itself, not a copy; got a "
                          f"{describe(param_array)}")
-    return _numerical_gradient(model, x, y, param_array, epsilon, xp)
+    masks = model.draw_masks(model.program(tuple(x.shape[1:])), x.shape[0], fixed=True)
+    return _numerical_gradient(model, x, y, param_array, epsilon, masks, xp)
 
 
 def _owner(model: Sequential, array: Array) -> tuple[Any, str] | None:
@@ -71,14 +74,14 @@ def _owner(model: Sequential, array: Array) -> tuple[Any, str] | None:
 
 
 def _numerical_gradient(model: Sequential, x: Array, y: Array, param_array: Array,
-                        epsilon: float, xp: Any) -> Array:
+                        epsilon: float, masks: tuple, xp: Any) -> Array:
     owner, place = _owner(model, param_array), model.placement
     assert place is not None  # placed by _prepared
     shape, size = tuple(param_array.shape), int(np.prod(param_array.shape))
     # The flat position of every entry, on the array's device: entry k is where it equals k.
     position = xp.reshape(xp.arange(size, device=place.device), shape)
 
-    loss = _loss_of(model, tuple(x.shape[1:]), xp)
+    loss = _loss_of(model, tuple(x.shape[1:]), masks, xp)
     targets = one_hot_columns(y, model.num_classes, x.dtype, xp)
 
     def loss_at(k: int, step: float) -> Array:
@@ -112,6 +115,10 @@ def check_gradients(model: Any, x: Array, y: Array, epsilon: float = 1e-5) -> di
     ...) and for the input (``'input'``). Needs float64 inputs (finite differences in float32
     are too coarse to check anything). Works on any backend; nothing of the model changes: its
     parameters are the same arrays afterwards, and no gradient or cache is bound.
+
+    The check runs in training mode: batch normalization with the batch's statistics (which
+    depend on every input), each dropout layer with one mask held fixed (drawn from a copy of its
+    generator); running statistics and generators are left as they were.
     """
     x, y = as_data(x), as_labels(y)
     _checks.floating_array(x, "x")
@@ -119,12 +126,13 @@ def check_gradients(model: Any, x: Array, y: Array, epsilon: float = 1e-5) -> di
         raise TypeError(f"x: gradient checks need float64 inputs, got {dtype_name(x.dtype)}")
     xp = _prepared(model, x, y, epsilon)
     targets = one_hot_columns(y, model.num_classes, x.dtype, xp)
-    grads, _, d_input = training.gradients_of(model, tuple(x.shape[1:]), input_grad=True)(
-        model.params(), to_rows(x, xp), targets)
+    masks = model.draw_masks(model.program(tuple(x.shape[1:])), x.shape[0], fixed=True)
+    grads, _, d_input, _ = training.gradients_of(model, tuple(x.shape[1:]), input_grad=True)(
+        model.params(), to_rows(x, xp), targets, model.buffers(), masks)
     analytic = {name: grad for (name, _, _), grad in zip(model.parameters(), grads)}
-    errors = {name: relative_error(analytic[name],
-                                   _numerical_gradient(model, x, y, getattr(layer, attr), epsilon, xp))
+    errors = {name: relative_error(analytic[name], _numerical_gradient(
+                  model, x, y, getattr(layer, attr), epsilon, masks, xp))
               for name, layer, attr in model.parameters()}
     errors["input"] = relative_error(from_rows(d_input, tuple(x.shape[1:]), xp),
-                                     _numerical_gradient(model, x, y, x, epsilon, xp))
+                                     _numerical_gradient(model, x, y, x, epsilon, masks, xp))
     return errors

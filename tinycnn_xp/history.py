@@ -26,6 +26,7 @@ class History(TypedDict, total=False):
     ``train_loss`` is the mean of the epoch's batch losses; ``val_loss``, ``train_acc`` and
     ``val_acc`` are measured after the epoch's last step. ``kernel_snapshots`` maps an epoch to a
     host NumPy copy of the first convolution's weights at that epoch's start. The optional keys
+    ``lr`` (from 0.4) is each epoch's learning rate. The optional keys
     say how training ended early: ``diverged_epoch`` (a loss or parameter stopped being finite;
     the parameters were restored), ``stopped_epoch`` (the callback asked to stop after it),
     ``interrupted`` (Ctrl-C; the model was put back to the end of the last whole epoch) and
@@ -37,6 +38,7 @@ class History(TypedDict, total=False):
     train_acc: list[float]
     val_acc: list[float]
     kernel_snapshots: dict[int, np.ndarray]
+    lr: list[float]
     diverged_epoch: int
     stopped_epoch: int
     interrupted: bool
@@ -61,6 +63,8 @@ def merge_histories(previous: History, new: History) -> History:
     # Keep the chapter's snapshot epochs of the first piece (not its own 'last epoch').
     snapshots = {e: k for e, k in previous["kernel_snapshots"].items() if e in SNAPSHOT_EPOCHS}
     merged["kernel_snapshots"] = dict(sorted({**snapshots, **new["kernel_snapshots"]}.items()))
+    if "lr" in before and "lr" in after:
+        merged["lr"] = before["lr"] + after["lr"]
     for key in ("diverged_epoch", "stopped_epoch", "interrupted", "interrupted_steps"):
         if key in after:
             merged[key] = after[key]

@@ -34,18 +34,27 @@ from ._xp import Placement, as_data, dtype_name, move, placed, to_numpy
 from .optim import sgd_update
 
 __all__ = ["Layer", "ParametrizedLayer", "Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "Flatten",
-           "Dense", "LAYERS", "Context", "to_rows", "from_rows", "ConvReluMaxPool",
-           "layer_from_config", "parameter_shapes_from_config"]
+           "Dense", "BatchNorm2D", "BatchNorm1D", "Dropout", "LAYERS", "Context", "to_rows",
+           "from_rows", "ConvReluMaxPool", "layer_from_config", "parameter_shapes_from_config",
+           "buffer_shapes_from_config"]
 
 Array = Any  # any array-API array
 
 
 class Context(NamedTuple):
-    """What a pure ``apply``/``vjp`` needs besides arrays: the namespace, and whether the call is
-    part of training (``False``: inference, where nothing need be kept for a backward pass)."""
+    """What a pure ``apply``/``vjp`` needs besides parameters and inputs.
+
+    ``xp``: the namespace. ``train``: whether ``vjp`` will follow (``False``: nothing need be
+    kept). ``evaluation``: the model's mode (``True``: batch normalization uses its running
+    statistics and dropout is the identity). ``buffers``: this layer's buffers (``buffer_names``
+    order); ``mask``: this layer's boolean mask for the batch (``uses_mask``), batch-last rows.
+    """
 
     xp: Any
     train: bool = True
+    evaluation: bool = False
+    buffers: tuple = ()
+    mask: Any = None
 
 
 def to_rows(x: Array, xp: Any) -> Array:
@@ -71,6 +80,13 @@ class Layer:
     param_names: tuple[str, ...] = ()
     #: constructor arguments that rebuild this layer (``type(layer)(**layer.config())``).
     config_names: tuple[str, ...] = ()
+    #: names of state arrays that are not trained (batch normalization's running statistics):
+    #: a training step returns them anew (``next_buffers``) and checkpoints carry them.
+    buffer_names: tuple[str, ...] = ()
+    #: whether ``apply`` reads a random boolean mask in training mode (``Context.mask``, dropout)
+    uses_mask: bool = False
+    #: the mode of the chapter-style ``forward``: set by ``Sequential.train()`` / ``eval()``
+    training: bool = True
     #: a layer with parameters keeps a momentum velocity per name (Exercise 24.1)
     velocity: dict[str, Array]
 
@@ -87,6 +103,18 @@ class Layer:
     def params(self) -> tuple[Array, ...]:
         """The current parameter arrays, in ``param_names`` order."""
         return tuple(getattr(self, name) for name in self.param_names)
+
+    def buffers(self) -> tuple[Array, ...]:
+        """The current buffers, in ``buffer_names`` order."""
+        return tuple(getattr(self, name) for name in self.buffer_names)
+
+    def next_buffers(self, buffers: tuple, saved: Any, ctx: Context) -> tuple:
+        """The buffers after a training-mode ``apply`` that kept ``saved`` (default: unchanged)."""
+        return buffers
+
+    def draw_mask(self, features: int, batch: int) -> Any:
+        """A host boolean mask ``(features, batch)`` for a ``forward`` outside ``fit``."""
+        raise NotImplementedError
 
     # -- shape contract ------------------------------------------------------------------------
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
@@ -140,9 +168,24 @@ class Layer:
         if self.placement is None:
             self.to(place.xp, place.device, place.dtype)
         xp, shape = placed(self).xp, tuple(x.shape[1:])
-        y, saved = self.apply(self.params(), to_rows(x, xp), self.prepared(shape), Context(xp))
-        self._seen, self._saved = _Seen(x), (saved, tuple(x.shape))
+        ctx = self._context(xp, x.shape[0], math.prod(shape))
+        y, saved = self.apply(self.params(), to_rows(x, xp), self.prepared(shape), ctx)
+        self._seen, self._saved = _Seen(x), (saved, tuple(x.shape), ctx)
+        if self.buffer_names and not ctx.evaluation:
+            self.bind_buffers(self.next_buffers(ctx.buffers, saved, ctx))
         return from_rows(y, out_shape[1:], xp)
+
+    def _context(self, xp: Any, batch: int, features: int) -> Context:
+        """The context of this layer's own ``forward``: its mode, buffers and (dropout, in
+        training mode) a mask drawn from its own generator."""
+        mask = None
+        if self.uses_mask and self.training:
+            mask = move(self.draw_mask(features, batch), placed(self))
+        return Context(xp, True, not self.training, self.buffers(), mask)
+
+    def bind_buffers(self, buffers: tuple) -> None:
+        for name, value in zip(self.buffer_names, buffers):
+            setattr(self, name, value)
 
     def backward(self, d_output: Array, *, input_grad: bool = True, **deprecated: Any) -> Array | None:
         """Gradient with respect to this layer's last input; binds ``d_<name>`` for its parameters.
@@ -152,25 +195,27 @@ class Layer:
         """
         _checks.deprecated("backward", deprecated)
         d_output = as_data(d_output)
-        saved, shape = self._last_saved()
+        saved, shape, ctx = self._last_saved()
         _checks.gradient(d_output, self.output_shape(shape), self.placement, type(self).__name__)
         xp = placed(self).xp
         dx, grads = self.vjp(self.params(), saved, to_rows(d_output, xp), self.prepared(shape[1:]),
-                             Context(xp), input_grad)
+                             ctx, input_grad)
         self.bind_gradients(grads)
         return None if dx is None else from_rows(dx, shape[1:], xp)
 
-    def _last_saved(self) -> tuple[Any, tuple[int, ...]]:
-        """``(what apply kept, input shape)`` of the last forward: this layer's own, or recomputed
-        from its input in the last model pass (a model keeps only what its own backward needs)."""
+    def _last_saved(self) -> tuple[Any, tuple[int, ...], Context]:
+        """``(what apply kept, input shape, context)`` of the last forward: this layer's own, or
+        recomputed from its input in the last model pass (a model keeps only what its own
+        backward needs), in that pass's mode and with its mask."""
         if self._saved is None:
             x = self.last_input
             if self.placement is None or x is None:
                 raise RuntimeError(f"{type(self).__name__}.backward called before forward")
             xp = placed(self).xp
+            ctx = self._seen.context(xp) if hasattr(self._seen, "context") else Context(xp)
             _, saved = self.apply(self.params(), to_rows(x, xp), self.prepared(tuple(x.shape[1:])),
-                                  Context(xp))
-            self._saved = (saved, tuple(x.shape))
+                                  ctx)
+            self._saved = (saved, tuple(x.shape), ctx)
         return self._saved
 
     def bind_gradients(self, grads: tuple) -> None:
@@ -219,7 +264,7 @@ class Layer:
 
     def _host_arrays(self) -> dict[str, Any]:
         """What a copy keeps besides the configuration (host NumPy copies), by attribute."""
-        return {}
+        return {"training": self.training}
 
     def __copy__(self) -> Layer:
         """``copy.copy``: shallow, like any object's: the copy shares arrays and placement."""
@@ -289,7 +334,14 @@ class ParametrizedLayer(Layer):
             setattr(self, name, move(getattr(self, name), place, place.dtype))
             setattr(self, "d_" + name, move(getattr(self, "d_" + name), place, place.dtype))
             self.velocity[name] = move(self.velocity[name], place, place.dtype)
+        for name in self.buffer_names:
+            setattr(self, name, move(getattr(self, name), place, place.dtype))
         super()._move_to(place)
+
+    @classmethod
+    def buffer_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``{buffer name: shape}`` of ``cls(**config)``, from the arguments alone (``{}``: none)."""
+        return {}
 
     def step(self, lr: float, momentum: float = 0.0, **deprecated: Any) -> None:
         """Gradient descent: ``v <- momentum * v + grad``, ``param <- param - lr * v``.
@@ -307,9 +359,10 @@ class ParametrizedLayer(Layer):
             self.velocity[name] = velocity
 
     def _host_arrays(self) -> dict[str, Any]:
-        arrays: dict[str, Any] = {}
-        for name in self.param_names:
+        arrays: dict[str, Any] = super()._host_arrays()
+        for name in (*self.param_names, *self.buffer_names):
             arrays[name] = to_numpy(getattr(self, name))
+        for name in self.param_names:
             arrays["d_" + name] = to_numpy(getattr(self, "d_" + name))
         arrays["velocity"] = {name: to_numpy(self.velocity[name]) for name in self.param_names}
         return arrays
@@ -682,6 +735,185 @@ class Dense(ParametrizedLayer):
         return f"Dense({self.in_features}, {self.out_features})"
 
 
+# -- normalization and dropout -------------------------------------------------------------------
+class _BatchNorm(ParametrizedLayer):
+    """Batch normalization per channel: ``y = gamma * (x - mean) / sqrt(var + eps) + beta``.
+
+    In training mode ``mean`` and ``var`` are the batch's (biased) statistics over every value of
+    a channel, and each training step moves the buffers ``running_mean`` and ``running_var``
+    towards them by ``momentum`` (the variance unbiased, as PyTorch does); in evaluation mode
+    the running statistics are used. Backward (training mode), with ``x_hat`` the normalized
+    input and ``n`` the values per channel: ``d_beta = sum(dy)``, ``d_gamma = sum(dy * x_hat)``,
+    ``dx = gamma / (n sqrt(var + eps)) * (n dy - d_beta - x_hat d_gamma)``.
+    """
+
+    param_names = ("gamma", "beta")
+    buffer_names = ("running_mean", "running_var")
+
+    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.channels = _checks.positive_int(channels, "channels")
+        self.eps = _checks.positive_number(eps, "eps")
+        self.momentum = _checks.fraction(momentum, "momentum", closed=True)
+        self.reset_parameters(None)
+
+    size_name = "channels"  # the constructor's first argument
+    config_names = ("channels", "eps", "momentum")
+
+    def reset_parameters(self, seed: int | None) -> None:
+        """Ones for ``gamma``, zeros for ``beta`` and the running mean, ones for the running
+        variance (``seed`` is not used: nothing is random)."""
+        c = self.channels
+        self.gamma, self.beta = np.ones(c), np.zeros(c)
+        self.d_gamma, self.d_beta = np.zeros(c), np.zeros(c)
+        self.running_mean, self.running_var = np.zeros(c), np.ones(c)
+        self.velocity = {"gamma": np.zeros(c), "beta": np.zeros(c)}
+        if self.placement is not None:
+            self._move_to(self.placement)
+
+    @classmethod
+    def _shapes(cls, arguments: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        c = _checks.positive_int(arguments[cls.size_name], cls.size_name)
+        _checks.positive_number(arguments.get("eps", 1e-5), "eps")
+        _checks.fraction(arguments.get("momentum", 0.1), "momentum", closed=True)
+        return {"gamma": (c,), "beta": (c,)}
+
+    @classmethod
+    def buffer_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        c = cls.parameter_shapes(config)["gamma"]
+        return {"running_mean": c, "running_var": c}
+
+    def values_per_channel(self, shape: tuple[int, ...]) -> int:
+        """How many values of one channel a batch of ``shape`` (chapter layout) holds: the batch
+        statistics' count (1 makes the unbiased running variance undefined)."""
+        return math.prod(shape) // self.channels
+
+    def apply(self, params: tuple, x: Array, prep: Any, ctx: Context) -> tuple[Array, Any]:
+        xp, (gamma, beta) = ctx.xp, params
+        v = xp.reshape(x, (self.channels, -1, x.shape[1]))  # (channel, pixel, batch)
+        if ctx.evaluation:
+            mean, var = ctx.buffers
+        else:
+            mean = xp.mean(v, axis=(1, 2))
+            var = xp.mean((v - mean[:, None, None]) ** 2, axis=(1, 2))
+        inv = 1.0 / xp.sqrt(var + self.eps)
+        x_hat = (v - mean[:, None, None]) * inv[:, None, None]
+        y = gamma[:, None, None] * x_hat + beta[:, None, None]
+        saved = (x_hat, inv, mean, var, ctx.evaluation) if ctx.train else None
+        return xp.reshape(y, x.shape), saved
+
+    def vjp(self, params: tuple, saved: Any, dy: Array, prep: Any, ctx: Context,
+            input_grad: bool = True) -> tuple[Array | None, tuple]:
+        xp, (gamma, _), (x_hat, inv, _, _, evaluation) = ctx.xp, params, saved
+        d = xp.reshape(dy, x_hat.shape)
+        d_beta, d_gamma = xp.sum(d, axis=(1, 2)), xp.sum(d * x_hat, axis=(1, 2))
+        if not input_grad:
+            return None, (d_gamma, d_beta)
+        if evaluation:  # the statistics are constants: a per-channel scale
+            dx = d * (gamma * inv)[:, None, None]
+        else:
+            n = x_hat.shape[1] * x_hat.shape[2]
+            dx = (gamma * inv / n)[:, None, None] * (
+                n * d - d_beta[:, None, None] - x_hat * d_gamma[:, None, None])
+        return xp.reshape(dx, dy.shape), (d_gamma, d_beta)
+
+    def next_buffers(self, buffers: tuple, saved: Any, ctx: Context) -> tuple:
+        running_mean, running_var = buffers
+        _, _, mean, var, _ = saved
+        n, m = saved[0].shape[1] * saved[0].shape[2], self.momentum
+        return ((1 - m) * running_mean + m * mean,
+                (1 - m) * running_var + m * (var * (n / max(n - 1, 1))))
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {n}={getattr(self, n)}" for n, d in (("eps", 1e-5), ("momentum", 0.1))
+                        if getattr(self, n) != d)
+        return f"{type(self).__name__}({self.channels}{extra})"
+
+
+class BatchNorm2D(_BatchNorm):
+    """Batch normalization of ``(batch, channels, height, width)`` images per channel, over the
+    batch, height and width (``torch.nn.BatchNorm2d``)."""
+
+    def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
+        if len(shape) != 4 or shape[1] != self.channels:
+            raise ValueError(f"{name}: {self!r} expects shape (batch, {self.channels}, height, "
+                             f"width), got {tuple(shape)}")
+        _checks.non_empty_batch(shape, name, repr(self))
+        return tuple(shape)
+
+
+class BatchNorm1D(_BatchNorm):
+    """Batch normalization of ``(batch, features)`` per feature, over the batch (after a
+    ``Dense`` layer; ``torch.nn.BatchNorm1d``)."""
+
+    size_name = "features"
+    config_names = ("features", "eps", "momentum")
+
+    def __init__(self, features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__(features, eps, momentum)
+
+    @property
+    def features(self) -> int:
+        return self.channels
+
+    def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
+        if len(shape) != 2 or shape[1] != self.channels:
+            raise ValueError(f"{name}: {self!r} expects shape (batch, {self.channels}), got "
+                             f"{tuple(shape)}")
+        _checks.non_empty_batch(shape, name, repr(self))
+        return tuple(shape)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training mode each value is kept with probability ``1 - p`` and
+    scaled by ``1 / (1 - p)``, else zeroed; in evaluation mode the identity. Backward lets the
+    gradient through the kept values, scaled alike.
+
+    Masks are drawn on the host, so every backend sees the same ones: ``fit`` draws epoch
+    ``e``'s masks from ``numpy.random.default_rng((seed, e, index))`` (``index``: the layer's
+    position in the model), a ``forward`` outside ``fit`` from the layer's own generator
+    (``default_rng(seed)``, advancing with each call).
+    """
+
+    config_names = ("p", "seed")
+    uses_mask = True
+
+    def __init__(self, p: float = 0.5, seed: int = 0) -> None:
+        super().__init__()
+        self.p = _checks.fraction(p, "p")
+        self.seed = _checks.non_negative_int(seed, "seed")
+        self.rng = np.random.default_rng(self.seed)
+
+    def draw_mask(self, features: int, batch: int) -> np.ndarray:
+        return self.keep(self.rng, features, batch)
+
+    def epoch_mask(self, features: int, count: int, epoch: int, index: int) -> np.ndarray:
+        """``fit``'s mask for epoch ``epoch``: ``(features, count)`` booleans, one column per
+        position in the epoch's shuffled order."""
+        return self.keep(np.random.default_rng((self.seed, epoch, index)), features, count)
+
+    def keep(self, rng: np.random.Generator, features: int, count: int) -> np.ndarray:
+        """``(features, count)`` booleans, True with probability ``1 - p``, drawn sample by sample."""
+        return np.ascontiguousarray((rng.random((count, features)) >= self.p).T)
+
+    def apply(self, params: tuple, x: Array, prep: Any, ctx: Context) -> tuple[Array, Any]:
+        if ctx.evaluation or self.p == 0.0:
+            return x, None
+        if ctx.mask is None:
+            raise RuntimeError("Dropout in training mode needs a mask (Context.mask)")
+        kept = ctx.xp.astype(ctx.mask, x.dtype)
+        return x * kept * (1.0 / (1.0 - self.p)), (kept if ctx.train else None)
+
+    def vjp(self, params: tuple, saved: Any, dy: Array, prep: Any, ctx: Context,
+            input_grad: bool = True) -> tuple[Array | None, tuple]:
+        if saved is None:  # evaluation mode, or p == 0: the identity
+            return dy, ()
+        return dy * saved * (1.0 / (1.0 - self.p)), ()
+
+    def __repr__(self) -> str:
+        return f"Dropout(p={self.p}{'' if self.seed == 0 else f', seed={self.seed}'})"
+
+
 # -- fusion --------------------------------------------------------------------------------------
 class ConvReluMaxPool:
     """``Conv2D -> [ReLU] -> MaxPool2D(stride == pool_size) -> [ReLU]`` as one pure pair.
@@ -731,13 +963,21 @@ class ConvReluMaxPool:
 
 #: Every layer class by name: what a checkpoint's architecture may name (``layer_from_config``).
 LAYERS: dict[str, type[Layer]] = {cls.__name__: cls for cls in
-                                  (Conv2D, ReLU, MaxPool2D, AvgPool2D, Flatten, Dense)}
+                                  (Conv2D, ReLU, MaxPool2D, AvgPool2D, Flatten, Dense, BatchNorm2D,
+                                   BatchNorm1D, Dropout)}
 
 
 def layer_from_config(entry: dict[str, Any]) -> Layer:
     """A new layer from ``{"class": name, "config": constructor arguments}`` (``LAYERS``)."""
     cls, config = _class_and_config(entry)
     return cls(**config)
+
+
+def buffer_shapes_from_config(entry: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The buffer shapes of the layer ``layer_from_config(entry)`` would build (``{}``: none),
+    without allocating them."""
+    cls, config = _class_and_config(entry)
+    return cls.buffer_shapes(config) if issubclass(cls, ParametrizedLayer) else {}
 
 
 def parameter_shapes_from_config(entry: dict[str, Any]) -> dict[str, tuple[int, ...]]:

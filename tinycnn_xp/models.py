@@ -13,8 +13,10 @@ Training (``fit``) is in ``training``, inference in chunks in ``evaluation``, th
 
 from __future__ import annotations
 
+import copy
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -34,12 +36,13 @@ from .layers import (
     ParametrizedLayer,
     ReLU,
     from_rows,
+    buffer_shapes_from_config,
     layer_from_config,
     parameter_shapes_from_config,
     to_rows,
 )
 from .losses import cross_entropy_columns, cross_entropy_gradient, one_hot_columns, softmax_columns
-from .optim import sgd_update
+from .optim import Optimizer, sgd_update
 
 __all__ = ["Sequential", "TinyCNN", "MODELS", "Program"]
 
@@ -54,6 +57,9 @@ class _Single:
 
     def apply(self, params: tuple, x: Array, ctx: Context) -> tuple[Array, Any]:
         return self.layer.apply(params, x, self.prep, ctx)
+
+    def next_buffers(self, buffers: tuple, saved: Any, ctx: Context) -> tuple:
+        return self.layer.next_buffers(buffers, saved, ctx)
 
     def vjp(self, params: tuple, saved: Any, dy: Array, ctx: Context,
             input_grad: bool) -> tuple[Array | None, tuple]:
@@ -86,66 +92,112 @@ class Program:
     a fusion of neighbours) in a row, on batch-last rows.
 
     ``params`` is the flat tuple of every parameter in ``Sequential.parameters()`` order, in the
-    chapter's shapes; ``targets`` are one-hot ``(classes, batch)`` columns. Nothing here reads or
-    writes a layer's arrays, so ``training`` compiles ``train_step`` with ``jax.jit`` on JAX.
+    chapter's shapes; ``buffers`` that of every buffer (``Sequential.buffers()``), ``masks`` one
+    boolean ``(features, batch)`` mask per dropout layer (``mask_layers``); ``targets`` are
+    one-hot ``(classes, batch)`` columns. Nothing here reads or writes a layer's arrays, so
+    ``training`` compiles ``train_step`` with ``jax.jit`` on JAX.
     """
 
     def __init__(self, layers: Sequence[Layer], shape: tuple[int, ...], place: Placement) -> None:
         self.xp, self.shape = place.xp, tuple(shape)
-        #: ``(stage, first layer, layers covered, parameter slice)``
-        self.stages: list[tuple[Any, int, int, slice]] = []
-        i, start = 0, 0
+        #: ``(stage, first layer, layers covered, parameter slice, buffer slice, mask index)``
+        self.stages: list[tuple[Any, int, int, slice, slice, int | None]] = []
+        #: ``(layer index, features per sample)`` of every layer that takes a mask, in order
+        self.mask_layers: list[tuple[int, int]] = []
+        #: ``(layer, per-sample input shape)`` of every layer with buffers
+        self.buffer_layers: list[tuple[Layer, tuple[int, ...]]] = []
+        i, start, first_buffer = 0, 0, 0
         while i < len(layers):
             stage, covered = _fusion(layers, i, shape, place)
             if stage is None:
                 stage, covered = _Single(layers[i], shape), 1
             count = sum(len(layer.param_names) for layer in layers[i:i + covered])
-            self.stages.append((stage, i, covered, slice(start, start + count)))
+            buffers = sum(len(layer.buffer_names) for layer in layers[i:i + covered])
+            mask = None
+            if covered == 1 and layers[i].uses_mask:
+                mask = len(self.mask_layers)
+                self.mask_layers.append((i, math.prod(shape)))
+            if buffers:
+                self.buffer_layers.append((layers[i], tuple(shape)))
+            self.stages.append((stage, i, covered, slice(start, start + count),
+                                slice(first_buffer, first_buffer + buffers), mask))
             for layer in layers[i:i + covered]:
                 shape = layer.output_shape((1, *shape))[1:]
-            i, start = i + covered, start + count
+            i, start, first_buffer = i + covered, start + count, first_buffer + buffers
+        self.param_count = start
         #: only layers with their own pure pair may be compiled (not chapter-style subclasses)
         self.pure = all(layer.pure for layer in layers)
-        self._contexts = (Context(self.xp, train=False), Context(self.xp, train=True))
+        self._contexts = {(train, evaluation): Context(self.xp, train, evaluation)
+                          for train in (False, True) for evaluation in (False, True)}
 
-    def forward(self, params: tuple, x: Array, train: bool = True) -> tuple[Array, list]:
-        """``(logits (classes, batch), what each stage kept)`` for input rows ``x``."""
-        ctx, saved = self._contexts[train], []
-        for stage, _, _, part in self.stages:
+    def forward(self, params: tuple, x: Array, train: bool = True, *, evaluation: bool = False,
+                buffers: tuple = (), masks: tuple = ()) -> tuple[Array, list]:
+        """``(logits (classes, batch), what each stage kept)`` for input rows ``x``: in
+        training mode (batch statistics, the dropout ``masks``) unless ``evaluation``."""
+        plain, saved = self._contexts[train, evaluation], []
+        for stage, _, _, part, held, mask in self.stages:
+            ctx = plain
+            if held.stop > held.start or mask is not None:
+                ctx = Context(self.xp, train, evaluation, buffers[held],
+                              None if mask is None or evaluation else masks[mask])
             x, kept = stage.apply(params[part], x, ctx)
             saved.append(kept)
         return x, saved
 
-    def logits(self, params: tuple, x: Array) -> Array:
-        """Inference: ``(classes, batch)`` logits of input rows ``x``, nothing kept."""
-        return self.forward(params, x, train=False)[0]
+    def next_buffers(self, saved: list, buffers: tuple) -> tuple:
+        """The buffers after a training-mode ``forward`` that kept ``saved``."""
+        if not buffers:
+            return buffers
+        new: list = []
+        for (stage, _, _, _, held, _), kept in zip(self.stages, saved):
+            if held.stop > held.start:
+                new.extend(stage.next_buffers(buffers[held], kept, self._contexts[True, False]))
+        return tuple(new)
+
+    def logits(self, arrays: tuple, x: Array) -> Array:
+        """Inference in evaluation mode: ``(classes, batch)`` logits of input rows ``x``,
+        nothing kept; ``arrays`` is the parameters, then the buffers (if any)."""
+        n = self.param_count
+        return self.forward(arrays[:n], x, train=False, evaluation=True, buffers=arrays[n:])[0]
 
     def backward(self, params: tuple, saved: list, d_logits: Array,
                  input_grad: bool = False) -> tuple[tuple, Array | None]:
         """``(gradients of params, gradient of the input rows or None)`` from ``d_logits``."""
-        ctx, grads = self._contexts[True], [None] * len(params)
+        ctx, grads = self._contexts[True, False], [None] * len(params)
         grad: Any = d_logits
         for k in range(len(self.stages) - 1, -1, -1):
-            stage, _, _, part = self.stages[k]
+            stage, _, _, part, _, _ = self.stages[k]
             kept, saved[k] = saved[k], None  # freed as soon as it is used
             grad, grads[part] = stage.vjp(params[part], kept, grad, ctx, input_grad or k > 0)
         return tuple(grads), grad
 
-    def gradients(self, params: tuple, x: Array, targets: Array,
-                  input_grad: bool = False) -> tuple[tuple, Array, Array | None]:
-        """``(gradients, probabilities, input gradient or None)`` of the mean cross-entropy."""
-        logits, saved = self.forward(params, x)
+    def gradients(self, params: tuple, x: Array, targets: Array, input_grad: bool = False, *,
+                  buffers: tuple = (), masks: tuple = ()) -> tuple[tuple, Array, Array | None]:
+        """``(gradients, probabilities, input gradient or None)`` of the mean cross-entropy, in
+        training mode (the buffers are read, not updated)."""
+        grads, probabilities, d_input, _ = self.train_gradients(params, x, targets, input_grad,
+                                                           buffers, masks)
+        return grads, probabilities, d_input
+
+    def train_gradients(self, params: tuple, x: Array, targets: Array, input_grad: bool,
+                        buffers: tuple, masks: tuple) -> tuple[tuple, Array, Array | None, tuple]:
+        """``gradients``, and the buffers after the pass (a training step's)."""
+        logits, saved = self.forward(params, x, buffers=buffers, masks=masks)
+        new_buffers = self.next_buffers(saved, buffers)
         probabilities = softmax_columns(logits, self.xp)
         grads, d_input = self.backward(params, saved, cross_entropy_gradient(probabilities, targets),
                                        input_grad)
-        return grads, probabilities, d_input
+        return grads, probabilities, d_input, new_buffers
 
-    def train_step(self, params: tuple, velocities: tuple, x: Array, targets: Array, lr: Any,
-                   momentum: Any = None) -> tuple[tuple, tuple, tuple, Array]:
-        """One SGD step: ``(params, velocities, gradients, probabilities)``, all new arrays."""
-        grads, probabilities, _ = self.gradients(params, x, targets)
-        params, velocities = sgd_update(params, grads, velocities, lr, momentum)
-        return params, velocities, grads, probabilities
+    def train_step(self, update: Callable, params: tuple, state: tuple, buffers: tuple,
+                   masks: tuple, x: Array, targets: Array,
+                   hyper: tuple) -> tuple[tuple, tuple, tuple, tuple, Array]:
+        """One step: the gradients, then ``update(params, grads, state, hyper, xp)`` (an
+        optimizer's, ``optim``): ``(params, state, buffers, gradients, probabilities)``, all new
+        arrays."""
+        grads, probabilities, _, buffers = self.train_gradients(params, x, targets, False, buffers, masks)
+        params, state = update(params, grads, state, hyper, self.xp)
+        return params, state, buffers, grads, probabilities
 
 
 class _PassInput:
@@ -160,13 +212,22 @@ class _PassInput:
     def input(self) -> Array:
         return self.run.input_of(self.index)
 
+    def context(self, xp: Any) -> Context:
+        return self.run.context(self.index, True)
+
 
 class _Pass:
-    """A model's forward pass as the layers saw it: the input, and each layer's parameters."""
+    """A model's forward pass as the layers saw it: the input, each layer's parameters, buffers
+    and mask, and the mode."""
 
-    def __init__(self, layers: Sequence[Layer], x: Array, params: list[tuple], xp: Any) -> None:
-        self.layers, self.params, self.xp = layers, params, xp
+    def __init__(self, layers: Sequence[Layer], x: Array, params: list[tuple], buffers: list[tuple],
+                 masks: dict[int, Any], evaluation: bool, xp: Any) -> None:
+        self.layers, self.params, self.buffers, self.masks = layers, params, buffers, masks
+        self.evaluation, self.xp = evaluation, xp
         self.inputs: list[Any] = [x]  # chapter layout
+
+    def context(self, index: int, train: bool) -> Context:
+        return Context(self.xp, train, self.evaluation, self.buffers[index], self.masks.get(index))
 
     def input_of(self, index: int) -> Array:
         xp = self.xp
@@ -174,7 +235,7 @@ class _Pass:
             k = len(self.inputs) - 1
             layer, x = self.layers[k], self.inputs[k]
             y, _ = layer.apply(self.params[k], to_rows(x, xp), layer.prepared(tuple(x.shape[1:])),
-                               Context(xp, train=False))
+                               self.context(k, False))
             self.inputs.append(from_rows(y, layer.output_shape(tuple(x.shape))[1:], xp))
         return self.inputs[index]
 
@@ -221,6 +282,10 @@ class Sequential:
         self.placement: Placement | None = None
         self._programs: dict[tuple[int, ...], Program] = {}  # per input size, for this placement
         self._pass: Any = None  # (program, params, what it kept, batch) of the last forward
+        #: the optimizer the model was last trained with (``fit``, ``optimizer.step``), or None
+        self.optimizer: Optimizer | None = None
+        #: the mode (``train()`` / ``eval()``): batch statistics and dropout in training mode
+        self.training = True
 
     # -- structure -----------------------------------------------------------------------------
     @staticmethod
@@ -252,8 +317,33 @@ class Sequential:
 
     @property
     def num_classes(self) -> int:
-        last = self._trainable(self.layers)[-1]  # the logits come from a Dense or a Conv2D
+        last = [layer for layer in self.layers if isinstance(layer, (Dense, Conv2D))][-1]
         return last.out_features if isinstance(last, Dense) else cast(Conv2D, last).out_channels
+
+    def buffer_slots(self) -> list[tuple[str, Layer, str]]:
+        """``(qualified name, layer, attribute)`` for every buffer, e.g. ``bn.running_mean``."""
+        return [(f"{name}.{attr}", layer, attr) for name, layer in zip(self.names, self.layers)
+                for attr in layer.buffer_names]
+
+    def buffers(self) -> tuple[Array, ...]:
+        """Every buffer (batch normalization's running statistics), in ``buffer_slots()`` order."""
+        return tuple(getattr(layer, attr) for _, layer, attr in self.buffer_slots())
+
+    def train(self, mode: bool = True) -> Sequential:
+        """Training mode (``mode=False``: evaluation mode) for ``forward`` and ``loss_and_grad``:
+        batch statistics and dropout on. ``fit`` trains in training mode and measures in
+        evaluation mode whatever the mode; ``predict`` and ``evaluate`` always use evaluation
+        mode. Returns the model."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"mode must be True or False, got {mode!r}")
+        self.training = mode
+        for layer in self.layers:
+            layer.training = mode
+        return self
+
+    def eval(self) -> Sequential:
+        """Evaluation mode (running statistics, no dropout): ``train(False)``."""
+        return self.train(False)
 
     def summary(self, input_shape: tuple[int, int, int] | None = None) -> str:
         """Print and return a table of each layer's output shape and parameter count.
@@ -322,27 +412,54 @@ class Sequential:
         """Every parameter's momentum velocity, in ``params()`` order."""
         return tuple(layer.velocity[attr] for _, layer, attr in self.parameters())
 
-    def bind(self, params: tuple, velocities: tuple | None = None, grads: tuple | None = None) -> None:
-        """Bind new parameter arrays (and velocities and gradients, if given) to the layers, in
-        ``parameters()`` order: how a step's results become the model's state."""
+    def bind(self, params: tuple, velocities: tuple | None = None, grads: tuple | None = None,
+             buffers: tuple | None = None) -> None:
+        """Bind new parameter arrays (and velocities, gradients and buffers, if given) to the
+        layers, in ``parameters()`` (``buffer_slots()``) order: how a step's results become the
+        model's state."""
         for k, (layer, attr, grad) in enumerate(self._slots()):
             setattr(layer, attr, params[k])
             if velocities is not None:
                 layer.velocity[attr] = velocities[k]
             if grads is not None:
                 setattr(layer, grad, grads[k])
+        if buffers:
+            for (_, layer, attr), value in zip(self.buffer_slots(), buffers):
+                setattr(layer, attr, value)
 
-    def remember(self, x: Array, params: tuple) -> None:
-        """A pass of this model saw images ``x`` with ``params``: each layer's ``last_input``
-        now describes it (recomputed when first read)."""
-        by_layer, k = [], 0
+    def bind_velocities(self, velocities: tuple) -> None:
+        """Bind new momentum velocities, in ``parameters()`` order (SGD's state)."""
+        for k, (layer, attr, _) in enumerate(self._slots()):
+            layer.velocity[attr] = velocities[k]
+
+    def remember(self, x: Array, params: tuple, buffers: tuple = (), masks: tuple = (),
+                 evaluation: bool = False) -> None:
+        """A pass of this model saw images ``x`` with ``params`` (and ``buffers``, the dropout
+        ``masks``, in evaluation mode or not): each layer's ``last_input`` now describes it
+        (recomputed when first read)."""
+        by_layer, by_buffers, k, b = [], [], 0, 0
         for layer in self.layers:
-            count = len(layer.param_names)
+            count, held = len(layer.param_names), len(layer.buffer_names)
             by_layer.append(params[k:k + count])
-            k += count
-        run = _Pass(self.layers, x, by_layer, placed(self).xp)
+            by_buffers.append(buffers[b:b + held] if buffers else ())
+            k, b = k + count, b + held
+        masked = [i for i, layer in enumerate(self.layers) if layer.uses_mask]
+        run = _Pass(self.layers, x, by_layer, by_buffers, dict(zip(masked, masks)), evaluation,
+                    placed(self).xp)
         for i, layer in enumerate(self.layers):
             layer.remember(_PassInput(run, i))
+
+    def draw_masks(self, program: Program, batch: int, fixed: bool = False) -> tuple:
+        """One mask per dropout layer for a pass of ``batch`` images outside ``fit``, from each
+        layer's own generator (``fixed``: from a copy, which leaves the generator as it was)."""
+        place, masks = placed(self), []
+        for index, features in program.mask_layers:
+            layer = self.layers[index]
+            if fixed:
+                layer = copy.copy(layer)
+                layer.rng = copy.deepcopy(self.layers[index].rng)  # type: ignore[attr-defined]
+            masks.append(move(layer.draw_mask(features, batch), place))
+        return tuple(masks)
 
     def _place_for(self, place: Placement) -> None:
         if self.placement is None:
@@ -382,10 +499,15 @@ class Sequential:
         x = as_data(x)
         place, _ = _checks.images(self, x, "x")
         self._place_for(place)
-        program, params = self.program(tuple(x.shape[1:])), self.params()
-        logits, saved = program.forward(params, to_rows(x, place.xp))
+        program, params, buffers = self.program(tuple(x.shape[1:])), self.params(), self.buffers()
+        evaluation = not self.training
+        masks = () if evaluation else self.draw_masks(program, x.shape[0])
+        logits, saved = program.forward(params, to_rows(x, place.xp), evaluation=evaluation,
+                                        buffers=buffers, masks=masks)
+        if not evaluation:
+            self.bind(params, buffers=program.next_buffers(saved, buffers))
         self._pass = (program, params, saved, x.shape[0])
-        self.remember(x, params)
+        self.remember(x, params, buffers, masks, evaluation)
         return logits.mT
 
     def backward(self, d_logits: Array, *, input_grad: bool = True, **deprecated: Any) -> Array | None:
@@ -409,20 +531,24 @@ class Sequential:
     def loss_and_grad(self, x: Array, y: Array, **deprecated: Any) -> tuple[Array, Array]:
         """Forward pass, loss, and the full backward pass; returns ``(loss, probabilities)``.
 
-        Every layer's parameter gradients (``d_weights``, ``d_bias``) are bound for ``step``. The
-        same pure functions as ``fit``'s training step (``Program.gradients``); only free checks
-        run (shapes, dtypes, devices), so a hand-written loop is as fast as ``fit``'s.
+        Every layer's parameter gradients (``d_weights``, ``d_bias``) are bound for ``step`` (or
+        ``optimizer.step(model)``). The same pure functions as ``fit``'s training step
+        (``Program.gradients``), in training mode (batch statistics, which move the running
+        ones as a training step does; dropout masks from each layer's own generator); only free
+        checks run (shapes, dtypes, devices), so a hand-written loop is as fast as ``fit``'s.
         """
         _checks.deprecated("loss_and_grad", deprecated)
         x, y = as_data(x), as_labels(y)
         place = _checks.data(self, x, y)
         self._place_for(place)
-        xp, params = place.xp, self.params()
+        xp, params, buffers = place.xp, self.params(), self.buffers()
+        program = self.program(tuple(x.shape[1:]))
+        masks = self.draw_masks(program, x.shape[0])
         targets = one_hot_columns(y, self.num_classes, x.dtype, xp)
-        grads, probabilities, _ = training.gradients_of(self, tuple(x.shape[1:]))(
-            params, to_rows(x, xp), targets)
-        self.bind(params, grads=grads)
-        self.remember(x, params)
+        grads, probabilities, _, new_buffers = training.gradients_of(self, tuple(x.shape[1:]))(
+            params, to_rows(x, xp), targets, buffers, masks)
+        self.bind(params, grads=grads, buffers=new_buffers)
+        self.remember(x, params, buffers, masks)
         return xp.mean(cross_entropy_columns(probabilities, targets, xp)), probabilities.mT
 
     def step(self, lr: float, momentum: float = 0.0, **deprecated: Any) -> None:
@@ -470,12 +596,13 @@ class Sequential:
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, x_train: Array, y_train: Array, x_val: Array, y_val: Array,
-            epochs: int = 80, lr: float = 0.12, batch_size: int = 18,
+            epochs: int = 80, lr: float = training.DEFAULT_LR, batch_size: int = 18,
             seed: int | np.random.Generator | None = 0, *,
-            momentum: float = 0.0, verbose: bool = True, initial_epoch: int = 0,
-            callback: training.Callback | None = None,
-            eval_batch_size: int | None = None, history: History | None = None) -> History:
-        """Mini-batch SGD over shuffled training data; returns the per-epoch history.
+            momentum: float = training.DEFAULT_MOMENTUM, verbose: bool = True,
+            initial_epoch: int = 0, callback: training.Callback | None = None,
+            eval_batch_size: int | None = None, history: History | None = None,
+            optimizer: Optimizer | None = None, drop_last: bool = False) -> History:
+        """Mini-batch training over shuffled training data; returns the per-epoch history.
 
         Parameters
         ----------
@@ -489,6 +616,15 @@ class Sequential:
             ``numpy.random.Generator``: its stream continues (one permutation per epoch).
         momentum : float
             Exercise 24.1's ``v <- momentum * v + grad``; 0 is plain SGD.
+        optimizer : Optimizer, optional
+            ``tinycnn_xp.optim.SGD``, ``RMSprop``, ``Adam`` or ``AdamW`` (with its schedule), in
+            place of ``lr`` and ``momentum`` (passing both is a ``ValueError``). Without any of
+            the three, a model that has an optimizer (``model.optimizer``: from an earlier
+            ``fit`` or a checkpoint) continues with it, state and all; else the chapter's
+            ``SGD(lr=0.12)``. The model keeps the optimizer it trained with.
+        drop_last : bool
+            Leave out each epoch's last batch when it is smaller than ``batch_size`` (a batch
+            normalization layer cannot train on one value per channel).
         callback : callable, optional
             ``callback(epoch, metrics)`` after every epoch; a truthy return value (``True``,
             ``np.True_``, 1, ...) stops training after that epoch (``history['stopped_epoch']``).
@@ -507,14 +643,16 @@ class Sequential:
         Returns
         -------
         History
-            ``train_loss`` (mean of the epoch's batch losses), ``val_loss``, ``train_acc``,
-            ``val_acc`` (floats, one per epoch) and ``kernel_snapshots`` (host copies of the first
-            convolution's weights at the start of epochs 0, 1, 5, 15, 40 and the last).
+            ``train_loss`` (mean of the epoch's batch losses, in training mode: dropout on, as
+            in every framework), ``val_loss``, ``train_acc``, ``val_acc`` (in evaluation mode,
+            after the epoch's last step), ``lr`` (each epoch's rate), all floats, one per epoch,
+            and ``kernel_snapshots`` (host copies of the first convolution's weights at the
+            start of epochs 0, 1, 5, 15, 40 and the last).
 
         Notes
         -----
-        Each step is ``Program.train_step``: the layers' own pure functions in a row, then
-        ``optim.sgd_update`` (compiled with ``jax.jit`` on JAX), with the new arrays bound to the
+        Each step is ``Program.train_step``: the layers' own pure functions in a row, then the
+        optimizer's update (compiled with ``jax.jit`` on JAX), with the new arrays bound to the
         layers after every step. After ``fit``, ``d_weights``/``d_bias`` are the last step's
         gradients and each layer's ``last_input`` (and ``last_mask``) describes the last step's
         batch. Everything stays on the device until an epoch ends; then the four metrics come to
@@ -530,7 +668,8 @@ class Sequential:
         """
         return training.fit(self, x_train, y_train, x_val, y_val, epochs, lr, batch_size, seed,
                             momentum=momentum, verbose=verbose, initial_epoch=initial_epoch,
-                            callback=callback, eval_batch_size=eval_batch_size, history=history)
+                            callback=callback, eval_batch_size=eval_batch_size, history=history,
+                            optimizer=optimizer, drop_last=drop_last)
 
     # -- configuration, state, checkpoints -----------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -580,6 +719,16 @@ class Sequential:
             raise ValueError(f"the architecture cannot be rebuilt: {type(exc).__name__}: {exc}") from None
 
     @classmethod
+    def buffer_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """``{qualified name: shape}`` of every buffer of the model ``config`` describes, like
+        ``parameter_shapes`` (call that first: it checks ``config``)."""
+        try:
+            return {f"{name}.{attr}": shape for name, entry in zip(config["names"], config["layers"])
+                    for attr, shape in buffer_shapes_from_config(entry).items()}
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"the architecture cannot be rebuilt: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
     def _build(cls, config: dict[str, Any]) -> Sequential:
         input_shape = config["input_shape"]
         return Sequential([layer_from_config(entry) for entry in config["layers"]],
@@ -587,32 +736,42 @@ class Sequential:
                           input_shape=tuple(input_shape) if input_shape is not None else None)
 
     def state(self) -> dict[str, dict[str, Array]]:
-        """The trained state: ``{"param": {name: array}, "velocity": {name: array}}`` by qualified
-        name (``conv.weights``, ...), the arrays themselves (not copies), where they live."""
+        """The trained state: ``{"param": {name: array}, "velocity": {name: array}, "buffer":
+        {name: array}}`` by qualified name (``conv.weights``, ``bn.running_mean``, ...), the
+        arrays themselves (not copies), where they live."""
         return {"param": {name: getattr(layer, attr) for name, layer, attr in self.parameters()},
-                "velocity": {name: layer.velocity[attr] for name, layer, attr in self.parameters()}}
+                "velocity": {name: layer.velocity[attr] for name, layer, attr in self.parameters()},
+                "buffer": {name: getattr(layer, attr) for name, layer, attr in self.buffer_slots()}}
 
     def load_state(self, state: dict[str, dict[str, Array]]) -> Sequential:
-        """Take every parameter and velocity from ``state`` (as ``state()`` gives it; host NumPy
-        arrays or arrays of any library), placed where the model is. ``ValueError`` before
-        anything changes if an array is missing, unexpected, of the wrong shape, or not finite."""
+        """Take every parameter, velocity and buffer from ``state`` (as ``state()`` gives it;
+        host NumPy arrays or arrays of any library), placed where the model is. ``ValueError``
+        before anything changes if an array is missing, unexpected, of the wrong shape, or not
+        finite."""
+        slots = {"param": [(name, layer, attr) for name, layer, attr in self.parameters()],
+                 "velocity": [(name, layer, attr) for name, layer, attr in self.parameters()],
+                 "buffer": self.buffer_slots()}
         expected = {f"{group}/{name}": tuple(getattr(layer, attr).shape)
-                    for name, layer, attr in self.parameters() for group in ("param", "velocity")}
-        _checks.state_arrays({f"{group}/{name}": array for group in ("param", "velocity")
+                    for group, entries in slots.items() for name, layer, attr in entries}
+        _checks.state_arrays({f"{group}/{name}": array for group in slots
                               for name, array in state.get(group, {}).items()}, expected)
         place = self.placement
-        for name, layer, attr in self.parameters():
-            param, velocity = as_data(state["param"][name]), as_data(state["velocity"][name])
-            if place is not None:
-                param, velocity = move(param, place, place.dtype), move(velocity, place, place.dtype)
-            setattr(layer, attr, param)
-            layer.velocity[attr] = velocity
+        for group, entries in slots.items():
+            for name, layer, attr in entries:
+                array = as_data(state[group][name])
+                if place is not None:
+                    array = move(array, place, place.dtype)
+                if group == "velocity":
+                    layer.velocity[attr] = array
+                else:
+                    setattr(layer, attr, array)
         return self
 
     def save(self, path: str | os.PathLike, history: History | None = None, *,
              meta: dict | None = None) -> Path:
-        """Architecture, weights, momentum state, dtype and ``history`` in one ``.npz``
-        (atomic write; see ``tinycnn_xp.checkpoint``). Returns the path written."""
+        """Architecture, weights, buffers, the optimizer (settings, schedule, step count and
+        state), dtype and ``history`` in one ``.npz`` (atomic write; see
+        ``tinycnn_xp.checkpoint``). Returns the path written."""
         return checkpoint.save(self, path, history, meta=meta)
 
     @classmethod
@@ -638,7 +797,8 @@ class Sequential:
             name = dtype if isinstance(dtype, str) else dtype_name(dtype)
             if name not in _checks.FLOAT_DTYPES:
                 raise ValueError(f"dtype must be one of {_checks.FLOAT_DTYPES} or None, got {dtype!r}")
-        saved = checkpoint.read(path, cls.parameter_shapes, max_parameters=max_parameters)
+        saved = checkpoint.read(path, cls.parameter_shapes, max_parameters=max_parameters,
+                                buffer_shapes=cls.buffer_shapes)
         name = saved.dtype if dtype is None else dtype if isinstance(dtype, str) else dtype_name(dtype)
         # Cast on the host, so that placing the model later is one transfer per array.
         state = {group: {key: array.astype(name, copy=False) for key, array in arrays.items()}
@@ -647,6 +807,8 @@ class Sequential:
             model = cls.from_config(saved.config).load_state(state)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
+        if saved.optimizer is not None:
+            model.optimizer = checkpoint.optimizer_of(saved, name)
         return model if xp is None else model.to(xp, device, name)
 
     def __repr__(self) -> str:

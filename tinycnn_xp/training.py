@@ -1,8 +1,8 @@
 """The loop behind ``fit``: epochs, host shuffles, batches on the device, metrics at epoch end,
 the divergence guard and Ctrl-C.
 
-Each step is the model's ``Program.train_step`` (its layers' pure functions, then
-``optim.sgd_update``), and its results are bound to the layers after every step. On JAX the step,
+Each step is the model's ``Program.train_step`` (its layers' pure functions, then the
+optimizer's update), and its results are bound to the layers after every step. On JAX the step,
 the inference of a chunk and the epoch's metrics are compiled with ``jax.jit``, here and nowhere
 else, and kept in a bounded cache (``clear_compiled``). This module takes the model as an
 argument and never imports the models module.
@@ -27,9 +27,23 @@ from ._xp import Placement, as_data, as_labels, dtype_name, move, to_numpy
 from .history import METRICS, SNAPSHOT_EPOCHS, History, new_history
 from .layers import Conv2D, to_rows
 from .losses import mean_of_batch_losses, one_hot_columns
+from .optim import SGD, Optimizer
 
 __all__ = ["fit", "Callback", "TrainingDiverged", "TrainingInterrupted", "clear_compiled",
-           "MAX_COMPILED", "MAX_REPLAY", "compiled", "gradients_of", "logits_of", "train_step"]
+           "MAX_COMPILED", "MAX_REPLAY", "compiled", "gradients_of", "logits_of", "train_step",
+           "DEFAULT_LR", "DEFAULT_MOMENTUM", "resolve_optimizer"]
+
+
+class _Default(float):
+    """A default that ``fit`` can tell from the same number passed (``lr is DEFAULT_LR``); its
+    repr is the number's, so the signature reads as the chapter's."""
+
+    def __repr__(self) -> str:
+        return float.__repr__(self)
+
+
+#: ``fit``'s ``lr`` and ``momentum`` when not passed: the chapter's 0.12 and 0.0.
+DEFAULT_LR, DEFAULT_MOMENTUM = _Default(0.12), _Default(0.0)
 
 Array = Any
 
@@ -60,11 +74,38 @@ class Trainable(Protocol):
     def to(self, xp: Any, device: Any = ..., dtype: Any = ...) -> Any: ...
     def parameters(self) -> list[tuple[str, Any, str]]: ...
     def params(self) -> tuple: ...
+    optimizer: Any
+
     def velocities(self) -> tuple: ...
+    def bind_velocities(self, velocities: tuple) -> None: ...
+    def buffers(self) -> tuple: ...
     def program(self, shape: tuple[int, ...]) -> Any: ...
-    def bind(self, params: tuple, velocities: tuple | None = ..., grads: tuple | None = ...) -> None: ...
-    def remember(self, x: Array, params: tuple) -> None: ...
+    def bind(self, params: tuple, velocities: tuple | None = ..., grads: tuple | None = ...,
+             buffers: tuple | None = ...) -> None: ...
+    def remember(self, x: Array, params: tuple, buffers: tuple = ..., masks: tuple = ...,
+                 evaluation: bool = ...) -> None: ...
     def config(self) -> dict: ...
+
+
+def resolve_optimizer(model: Trainable, optimizer: Any, lr: Any, momentum: Any) -> Optimizer:
+    """The optimizer a ``fit`` trains with: ``optimizer``; else ``SGD(lr, momentum)`` if either
+    was passed; else the model's own (``model.optimizer``); else the chapter's ``SGD(0.12)``.
+    ``ValueError`` for ``optimizer`` together with ``lr`` or ``momentum``."""
+    passed = [name for name, value, default in (("lr", lr, DEFAULT_LR),
+                                                ("momentum", momentum, DEFAULT_MOMENTUM))
+              if value is not default]
+    if optimizer is not None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a tinycnn_xp.optim optimizer (SGD, RMSprop, Adam, "
+                            f"AdamW), got {type(optimizer).__name__}")
+        if passed:
+            raise ValueError(f"pass either optimizer= or {' and '.join(passed)}= (the chapter's "
+                             f"SGD), not both: set the rate on the optimizer, e.g. "
+                             f"{type(optimizer).__name__}(lr=...)")
+        return optimizer
+    if not passed and getattr(model, "optimizer", None) is not None:
+        return model.optimizer
+    return SGD(_checks.learning_rate(lr), _checks.momentum(momentum))
 
 
 def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: Array,
@@ -72,8 +113,9 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
         seed: int | np.random.Generator | None = 0, *,
         momentum: float = 0.0, verbose: bool = True, initial_epoch: int = 0,
         callback: Callback | None = None, eval_batch_size: int | None = None,
-        history: History | None = None) -> History:
-    """Mini-batch SGD of ``model`` over shuffled training data; returns the per-epoch history.
+        history: History | None = None, optimizer: Optimizer | None = None,
+        drop_last: bool = False) -> History:
+    """Mini-batch training of ``model`` over shuffled training data; returns the history.
 
     See ``Sequential.fit``, which calls this with the same arguments.
     """
@@ -85,9 +127,11 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
     initial_epoch = _checks.non_negative_int(initial_epoch, "initial_epoch")
     if initial_epoch > epochs:
         raise ValueError(f"initial_epoch must be at most epochs ({epochs}), got {initial_epoch}")
-    lr = _checks.learning_rate(lr)
+    optimizer = resolve_optimizer(model, optimizer, lr, momentum)
     batch_size = _checks.positive_int(batch_size, "batch_size")
-    momentum = _checks.momentum(momentum)
+    if not isinstance(drop_last, bool):
+        raise TypeError(f"drop_last must be True or False, got {drop_last!r}")
+    rates = [optimizer.rate(epoch) for epoch in range(initial_epoch, epochs)]  # checked, all
     if not isinstance(seed, np.random.Generator):
         seed = _checks.seed(seed)
         if initial_epoch > MAX_REPLAY:
@@ -98,71 +142,90 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     _check_continued(history, initial_epoch)
-    if model.placement is None:  # placed by its first input, like every other public call
-        model.to(place.xp, place.device, place.dtype)
-
     xp, shape = place.xp, tuple(x_train.shape[1:])
     n_train = x_train.shape[0]
+    n_batches = n_train // batch_size if drop_last else math.ceil(n_train / batch_size)
+    if n_batches == 0:
+        raise ValueError(f"batch_size={batch_size} with drop_last=True leaves no batch of the "
+                         f"{n_train} training images")
+    _check_batch_statistics(model, shape, batch_size, n_train, drop_last)
+    if model.placement is None:  # placed by its first input, like every other public call
+        model.to(place.xp, place.device, place.dtype)
+    model.optimizer = optimizer
     if isinstance(seed, np.random.Generator):
         rng = seed  # its stream continues: the shuffles of the epochs trained are behind it
     else:
         rng = np.random.default_rng(seed)
         for _ in range(initial_epoch):  # the shuffles of the epochs already trained
             rng.permutation(n_train)
-    n_batches = math.ceil(n_train / batch_size)
     snapshot_at = set(SNAPSHOT_EPOCHS) | {epochs - 1}
     first_conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
     classes = model.output_shape(tuple(x_train.shape))[1]
-    step = train_step(model, shape, momentum)
-    split = compiled(model, ("batches", shape, batch_size), _batches(batch_size, xp))
+    program = model.program(shape)
+    step = train_step(model, shape, optimizer)
+    split = compiled(model, ("batches", shape, batch_size, n_batches),
+                     _batches(batch_size, n_batches, xp))
     metrics = _Metrics(model, shape, place, x_train, y_train, x_val, y_val, batch_size, chunk)
     targets = one_hot_columns(y_train, classes, place.dtype, xp)  # once, not at every step
-    rate, beta = lr, (momentum or None)
     history = _continue(history)
     continued = len(history["train_loss"])  # epochs before initial_epoch that it holds
-    last: Any = None  # (batch, parameters) of the last step: what the layers' last_input show
+    record_rates = "lr" in history or not continued  # a continued 0.3 history has no rates
+    if record_rates:
+        history.setdefault("lr", [])
+    last: Any = None  # (batch, parameters, buffers, masks) of the last step: what last_input shows
     with _StopOnInterrupt() as interrupt:
         for epoch in range(initial_epoch, epochs):
             if interrupt.requested:  # asked for between epochs (e.g. in a callback)
                 break
             if epoch in snapshot_at and first_conv is not None:
                 history["kernel_snapshots"][epoch] = to_numpy(first_conv.weights)
-            # One host permutation, moved once; the batches are slices of the shuffled copy.
+            # One host permutation, moved once; the batches are slices of the shuffled copy,
+            # and so are the epoch's dropout masks (drawn on the host, the same on every backend).
             drawn_from = rng.bit_generator.state  # given back if this epoch is cut short
-            batches, t_epoch = split(x_train, targets, move(rng.permutation(n_train), place))
+            masks = tuple(move(model.layers[index].epoch_mask(features, n_train, epoch, index), place)
+                          for index, features in program.mask_layers)
+            batches, t_epoch = split(x_train, targets, move(rng.permutation(n_train), place), masks)
+            rate = rates[epoch - initial_epoch]
             # Updates rebind the parameters, never change them in place: these references are
             # the state to go back to if this epoch diverges.
             params = last_good = model.params()
-            velocities = good_velocities = model.velocities()
+            state = good_state = optimizer.state_of(model)
+            buffers = good_buffers = model.buffers()
+            good_steps = optimizer.steps
             probabilities = []
             # NumPy's overflow warnings of a diverging step say what the guard below says once.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                for batch, batch_targets in batches:
-                    last = (batch, params)
-                    params, velocities, grads, p = step(params, velocities, batch, batch_targets,
-                                                        rate, beta)
-                    model.bind(params, velocities, grads)
+                for batch, batch_targets, batch_masks in batches:
+                    last = (batch, params, buffers, batch_masks)
+                    optimizer.steps += 1
+                    params, state, buffers, grads, p = step(
+                        params, state, buffers, batch_masks, batch, batch_targets,
+                        optimizer.hyper(rate))
+                    model.bind(params, grads=grads, buffers=buffers)
+                    optimizer.bind_state(model, state)
                     probabilities.append(p)
                     if interrupt.requested:
                         break
                 if len(probabilities) < n_batches:  # stopped mid-epoch: back to the epoch's
-                    model.bind(last_good, good_velocities)  # start, so resuming is exact
-                    rng.bit_generator.state = drawn_from    # (a Generator seed too)
-                    last = (last[0], last_good)
+                    _restore(model, optimizer, last_good, good_state, good_buffers, good_steps)
+                    rng.bit_generator.state = drawn_from    # start (a Generator seed too), so
+                    last = (last[0], last_good, good_buffers, last[3])  # resuming is exact
                     break
                 # One transfer per epoch: the only host round trip of the training loop.
-                record, finite = metrics.record(params, probabilities, t_epoch)
+                record, finite = metrics.record(params, buffers, probabilities, t_epoch)
             if not (finite and all(math.isfinite(value) for value in record.values())):
-                model.bind(last_good, good_velocities)
+                _restore(model, optimizer, last_good, good_state, good_buffers, good_steps)
                 history["diverged_epoch"] = epoch
                 restored = (f"the end of epoch {epoch - 1}" if epoch > initial_epoch
                             else f"their values before epoch {epoch}")
-                warnings.warn(f"training diverged at epoch {epoch} with lr={lr}: the loss or the "
+                warnings.warn(f"training diverged at epoch {epoch} with lr={rate}: the loss or the "
                               f"parameters are no longer finite; parameters restored to {restored}",
                               TrainingDiverged, stacklevel=3)
                 break
             for key in METRICS:
                 history[key].append(record[key])  # type: ignore[literal-required]
+            if record_rates:
+                history["lr"].append(rate)
             if verbose and (epoch % 10 == 0 or epoch == epochs - 1):
                 print(f"Epoch {epoch:3d}/{epochs}: loss={record['train_loss']:.4f}  "
                       f"train_acc={record['train_acc']:.1%}  val_acc={record['val_acc']:.1%}")
@@ -170,7 +233,7 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
                 history["stopped_epoch"] = epoch
                 break
     if last is not None:
-        model.remember(_from_rows_batch(last[0], shape, xp), last[1])
+        model.remember(_from_rows_batch(last[0], shape, xp), last[1], last[2], last[3])
     if interrupt.requested:
         history["interrupted"] = True
         done = initial_epoch + len(history["train_loss"]) - continued
@@ -213,14 +276,42 @@ def _continue(history: History | None) -> History:
     return history
 
 
-def _batches(batch_size: int, xp: Any) -> Callable:
-    """``split(x, targets, order)``: the epoch's batches, ``[(rows, one-hot columns), ...]`` of
-    ``x`` and ``targets`` shuffled by ``order``, and the shuffled targets (one call per epoch:
-    compiled on JAX, where each eager slice is a dispatch; views on NumPy)."""
-    def split(x: Array, targets: Array, order: Array) -> tuple[list, Array]:
+def _restore(model: Trainable, optimizer: Optimizer, params: tuple, state: tuple,
+             buffers: tuple, steps: int) -> None:
+    """Put the model and its optimizer back to the start of an epoch (references it kept)."""
+    model.bind(params, buffers=buffers)
+    optimizer.bind_state(model, state)
+    optimizer.steps = steps
+
+
+def _check_batch_statistics(model: Trainable, shape: tuple[int, ...], batch_size: int,
+                            n_train: int, drop_last: bool) -> None:
+    """A batch normalization layer must see more than one value per channel in every batch."""
+    sizes = {min(batch_size, n_train)}
+    if not drop_last and n_train % batch_size:
+        sizes.add(n_train % batch_size)
+    for layer in model.layers:
+        for size in sorted(sizes) if hasattr(layer, "values_per_channel") else ():
+            if layer.values_per_channel((size, *shape)) < 2:
+                raise ValueError(
+                    f"batch_size: a batch of {size} image{'s' * (size != 1)} gives {layer!r} one "
+                    f"value per channel, from which no variance can be learned; choose another "
+                    f"batch_size, or pass drop_last=True to leave out the last, smaller batch")
+        shape = layer.output_shape((1, *shape))[1:]
+
+
+def _batches(batch_size: int, n_batches: int, xp: Any) -> Callable:
+    """``split(x, targets, order, masks)``: the epoch's batches, ``[(rows, one-hot columns,
+    masks), ...]`` of ``x``, ``targets`` and each dropout mask, ``x`` and ``targets`` shuffled
+    by ``order`` (the masks are drawn per position), and the shuffled targets of the batches
+    (one call per epoch: compiled on JAX, where each eager slice is a dispatch; views on NumPy)."""
+    def split(x: Array, targets: Array, order: Array, masks: tuple) -> tuple[list, Array]:
         rows, columns = to_rows(xp.take(x, order, axis=0), xp), xp.take(targets, order, axis=1)
-        return ([(rows[:, start:stop], columns[:, start:stop])
-                 for start, stop in evaluation.chunks(x.shape[0], batch_size)], columns)
+        spans = list(evaluation.chunks(x.shape[0], batch_size))[:n_batches]
+        used = spans[-1][1]
+        return ([(rows[:, start:stop], columns[:, start:stop],
+                  tuple(mask[:, start:stop] for mask in masks)) for start, stop in spans],
+                columns if used == x.shape[0] else columns[:, :used])
     return split
 
 
@@ -264,24 +355,32 @@ def compiled(model: Trainable, what: tuple, function: Callable) -> Callable:
     return compiled
 
 
-def train_step(model: Trainable, shape: tuple[int, ...], momentum: float = 0.0) -> Callable:
-    """The step ``fit`` takes on ``(batch, *shape)`` images: ``step(params, velocities, x,
-    targets, lr, momentum)`` with ``x`` batch-last rows and ``targets`` one-hot columns, returning
-    new ``(params, velocities, gradients, probabilities)`` (``Program.train_step``, compiled on
-    JAX; whether there is momentum is fixed per compiled step). The model must be placed."""
-    return compiled(model, ("step", shape, bool(momentum)), model.program(shape).train_step)
+def train_step(model: Trainable, shape: tuple[int, ...], optimizer: Optimizer) -> Callable:
+    """The step ``fit`` takes on ``(batch, *shape)`` images: ``step(params, state, buffers,
+    masks, x, targets, hyper)`` with ``x`` batch-last rows, ``targets`` one-hot columns,
+    ``state`` the optimizer's (``state_of``) and ``hyper`` its numbers (``hyper``), returning new
+    ``(params, state, buffers, gradients, probabilities)`` (``Program.train_step`` with the
+    optimizer's update, compiled on JAX; the update's terms are fixed per compiled step). The
+    model must be placed."""
+    program, update = model.program(shape), optimizer.update
+
+    def step(params: tuple, state: tuple, buffers: tuple, masks: tuple, x: Array, targets: Array,
+             hyper: tuple) -> tuple:
+        return program.train_step(update, params, state, buffers, masks, x, targets, hyper)
+    return compiled(model, ("step", shape, optimizer.structure()), step)
 
 
 def gradients_of(model: Trainable, shape: tuple[int, ...], input_grad: bool = False) -> Callable:
-    """``gradients(params, x, targets)``: ``Program.gradients`` on ``(batch, *shape)`` images
-    (batch-last rows ``x``, one-hot columns ``targets``), returning ``(gradients, probabilities,
-    input gradient or None)``; compiled on JAX, where the same pass run primitive by primitive
-    compiles each one. What ``loss_and_grad`` and ``check_gradients`` compute. The model must be
-    placed."""
+    """``gradients(params, x, targets, buffers, masks)``: a training-mode pass and its backward
+    on ``(batch, *shape)`` images (batch-last rows ``x``, one-hot columns ``targets``), returning
+    ``(gradients, probabilities, input gradient or None, new buffers)``; compiled on JAX, where
+    the same pass run primitive by primitive compiles each one. What ``loss_and_grad`` and
+    ``check_gradients`` compute. The model must be placed."""
     program = model.program(shape)
 
-    def gradients(params: tuple, x: Array, targets: Array) -> tuple:
-        return program.gradients(params, x, targets, input_grad)
+    def gradients(params: tuple, x: Array, targets: Array, buffers: tuple = (),
+                  masks: tuple = ()) -> tuple:
+        return program.train_gradients(params, x, targets, input_grad, buffers, masks)
     return compiled(model, ("gradients", shape, input_grad), gradients)
 
 
@@ -292,7 +391,7 @@ def logits_of(model: Trainable, shape: tuple[int, ...]) -> Callable[[Array], Arr
     assert place is not None
     program, xp = model.program(shape), place.xp
     logits = compiled(model, ("logits", shape), program.logits)
-    return lambda images: logits(model.params(), to_rows(images, xp))
+    return lambda images: logits(model.params() + model.buffers(), to_rows(images, xp))
 
 
 class _Metrics:
@@ -317,10 +416,12 @@ class _Metrics:
                              xp.astype(finite, train_loss.dtype)])
         self.combine = compiled(model, ("combine", shape, batch_size), combine)
 
-    def record(self, params: tuple, probabilities: list, targets: Array) -> tuple[dict, bool]:
+    def record(self, params: tuple, buffers: tuple, probabilities: list,
+               targets: Array) -> tuple[dict, bool]:
         xp = self.xp
         epoch = probabilities[0] if len(probabilities) == 1 else xp.concat(probabilities, axis=1)
-        parts = self.datasets.totals(lambda x, y, marks: self.totals(params, x, y, marks))
+        arrays = params + buffers
+        parts = self.datasets.totals(lambda x, y, marks: self.totals(arrays, x, y, marks))
         values = to_numpy(self.combine(params, epoch, targets, parts))
         record = {"train_loss": float(values[0]), "val_loss": float(values[1] / self.n_val),
                   "train_acc": float(values[2] / self.n_train), "val_acc": float(values[3] / self.n_val)}
