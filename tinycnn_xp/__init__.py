@@ -21,7 +21,9 @@ _EXPORTS = {
     ".data": ("CLASS_NAMES", "PATTERNS", "make_dataset_bundle"),
     ".gradcheck": ("check_gradients", "numerical_gradient", "relative_error"),
     ".history": ("METRICS", "History"),
-    ".layers": ("LAYERS", "AvgPool2D", "Conv2D", "Dense", "Flatten", "Layer", "MaxPool2D", "ReLU"),
+    ".layers": ("LAYERS", "AvgPool2D", "BatchNorm1D", "BatchNorm2D", "Conv2D", "Dense", "Dropout",
+                "Flatten", "Layer", "MaxPool2D", "ReLU"),
+    ".optim": ("SGD", "RMSprop", "Adam", "AdamW"),
     ".losses": ("softmax", "softmax_cross_entropy"),
     ".models": ("Sequential", "TinyCNN"),
     ".presets": ("PRESETS", "deep_cnn", "make_model", "vgg_cnn"),
@@ -30,7 +32,8 @@ _EXPORTS = {
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
-    "AvgPool2D", "CLASS_NAMES", "Conv2D", "Dense", "Flatten", "History", "LAYERS", "Layer",
+    "Adam", "AdamW", "AvgPool2D", "BatchNorm1D", "BatchNorm2D", "CLASS_NAMES", "Conv2D", "Dense",
+    "Dropout", "Flatten", "History", "LAYERS", "Layer", "RMSprop", "SGD",
     "METRICS", "MaxPool2D", "PATTERNS", "PRESETS", "Placement", "ReLU", "Sequential", "TinyCNN",
     "check_gradients", "deep_cnn", "learning_rate_sweep", "make_dataset_bundle", "make_model",
     "numerical_gradient", "relative_error", "softmax", "softmax_cross_entropy", "to_numpy",
@@ -62,7 +65,9 @@ if TYPE_CHECKING:  # what type checkers and editors see: the same names, importe
     from .data import CLASS_NAMES, PATTERNS, make_dataset_bundle
     from .gradcheck import check_gradients, numerical_gradient, relative_error
     from .history import METRICS, History
-    from .layers import LAYERS, AvgPool2D, Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU
+    from .layers import (LAYERS, AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout,
+                         Flatten, Layer, MaxPool2D, ReLU)
+    from .optim import SGD, Adam, AdamW, RMSprop
     from .losses import softmax, softmax_cross_entropy
     from .models import Sequential, TinyCNN
     from .presets import PRESETS, deep_cnn, make_model, vgg_cnn
