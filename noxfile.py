@@ -1,8 +1,9 @@
 """``nox``: the shared suite once per backend, the numpy and array-api-strict backends on every
 supported Python (``tests(numpy-3.11)``, ``tests(numpy-3.12)``, ..., ``tests(torch)``,
 ``tests(jax)``, ``tests(cupy)``), then ``lint`` (ruff, mypy), ``wheel`` (the built wheel,
-installed alone, runs), ``notebook`` (``docs/chapter24.ipynb`` top to bottom, headless, on NumPy;
-its executed copy is the one the site shows) and ``docs`` (the site, built with warnings as
+installed alone, runs), ``notebook`` (``docs/chapter24.ipynb`` and
+``docs/after_the_chapter.ipynb`` top to bottom, headless, on NumPy; the executed copies are the
+ones the site shows) and ``docs`` (the site, built with warnings as
 errors, then every page in headless Chromium).
 
 A backend that cannot run on this machine is skipped with its reason and the exit status stays 0;
@@ -43,7 +44,7 @@ nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 #: environment per session would install the same packages a dozen times: half of a fresh
 #: ``nox``'s time on 2 cores).
 SHARED = ROOT / ".nox" / "shared"
-TEST_EXTRAS = ".[test,plot,progress,digits,images,tensorboard,parallel]"
+TEST_EXTRAS = ".[test,plot,progress,digits,mnist,images,tensorboard,parallel]"
 
 
 class Shared:
@@ -105,8 +106,8 @@ def tests(session: nox.Session, python: str, backend: str) -> None:
         if backend == "cupy" and os.environ.get("TINYCNN_REQUIRE_GPU") == "1":
             session.error(f"TINYCNN_REQUIRE_GPU=1 but {backend} cannot run here: {reason}")
         session.skip(f"backend {backend} unavailable: {reason}")
-    # The optional extras too, so the figure, progress, digits and parallel-sweep tests (Dask's in
-    # the numpy session) run rather than skip.
+    # The optional extras too, so the figure, progress, digits, mnist and parallel-sweep tests
+    # (Dask's in the numpy session) run rather than skip.
     shared = shared_environment(session, python, TEST_EXTRAS, *module.REQUIREMENTS)
     env = {"TINYCNN_REQUIRE_GPU": os.environ.get("TINYCNN_REQUIRE_GPU", ""),
            **{key: value.format(root=ROOT) for key, value in getattr(module, "ENV", {}).items()}}
@@ -158,7 +159,9 @@ def wheel(session: nox.Session) -> None:
                         "--quiet", "--out", str(run / "train"), external=True)
 
 
-EXECUTED = ROOT / "docs" / "_executed" / "chapter24.ipynb"  # what the site shows
+#: what the site shows: each notebook as ``nox -s notebook`` executed it
+EXECUTED = {name: ROOT / "docs" / "_executed" / name
+            for name in ("chapter24.ipynb", "after_the_chapter.ipynb")}
 
 
 NOTEBOOK = ("nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29")
@@ -166,12 +169,14 @@ NOTEBOOK = ("nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29")
 
 @nox.session(venv_backend="none")
 def notebook(session: nox.Session) -> None:
-    """``docs/chapter24.ipynb`` run top to bottom in a fresh kernel on NumPy (nbclient), with its run
-    time; any cell that raises fails the session. The executed copy goes to ``docs/_executed/``,
-    for the site. ``-- --write-figures`` also rewrites the README's figures, ``-- --backend
-    torch`` runs it on another library."""
+    """``docs/chapter24.ipynb`` and ``docs/after_the_chapter.ipynb`` run top to bottom in a fresh
+    kernel on NumPy (nbclient), with their run times; any cell that raises fails the session. The
+    executed copies go to ``docs/_executed/``, for the site. ``-- --write-figures`` also rewrites
+    the README's figures, ``-- --backend torch`` runs them on another library."""
     shared = shared_environment(session, FRAMEWORKS_PYTHON, TEST_EXTRAS, *NOTEBOOK)
-    shared.run("python", "docs/run_notebook.py", "--output", str(EXECUTED), *session.posargs)
+    for name, executed in EXECUTED.items():
+        shared.run("python", "docs/run_notebook.py", "--notebook", name, "--output",
+                   str(executed), *session.posargs)
 
 
 @nox.session(venv_backend="none")
@@ -196,8 +201,10 @@ def docs(session: nox.Session) -> None:
             shutil.copy(es5 / "tex-chtml.js", mathjax)
             shutil.copytree(es5 / "output" / "chtml" / "fonts", mathjax / "output" / "chtml" / "fonts",
                             dirs_exist_ok=True)
-    if not EXECUTED.is_file():
-        shared.run("python", "docs/run_notebook.py", "--output", str(EXECUTED))
+    for name, executed in EXECUTED.items():
+        if not executed.is_file():
+            shared.run("python", "docs/run_notebook.py", "--notebook", name, "--output",
+                       str(executed))
     build = ROOT / "docs" / "_build" / "html"
     shared.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", str(build))
     status = shared.run("python", "docs/check_site.py", str(build), success_codes=[0, 2])

@@ -16,6 +16,10 @@ the same layers, weights and batches:
   RGB, 2,000 + 200 images, batch 64, float32.
 * ``uncovered``: one epoch of a stack no fusion covers (a stride-2 convolution, an average pool,
   an overlapping max pool), 28x28, 6,000 + 500 images, float32.
+* ``lenet_bn``: one epoch with Adam of a LeNet-like stack with batch normalization and dropout
+  (conv 1->8, BN, ReLU, pool, conv 8->16, BN, ReLU, pool, dropout, dense 400->64, BN, ReLU,
+  dropout, dense 64->10), 28x28, 6,000 + 500 images, batch 64, float32; PyTorch with the same
+  layers and ``torch.optim.Adam`` (its own dropout masks).
 
 Rounds are interleaved (one sample of every case per round), so load on the machine hits every
 case alike; a ratio is the median over rounds of the per-round ratio. The limit of a workload is
@@ -68,6 +72,10 @@ class Workload:
     lr: float
     epochs: int = 1
     step: bool = False  # time one training step on the first batch_size images
+    adam: bool = False  # Adam(lr) instead of the chapter's SGD(lr)
+
+    def optimizer(self) -> Any:
+        return tc.Adam(self.lr) if self.adam else tc.SGD(self.lr)
 
     def unit(self) -> str:
         return "step" if self.step else f"{self.epochs}-epoch fit" if self.epochs > 1 else "epoch"
@@ -100,6 +108,12 @@ WORKLOADS = {
         [tc.Conv2D(1, 8, 3, stride=2), tc.ReLU(), tc.AvgPool2D(2), tc.Conv2D(8, 16, 3), tc.ReLU(),
          tc.MaxPool2D(3, stride=1), tc.Flatten(), tc.Dense(64, 10)], seed=0),
         _images((1, 28, 28), 6000, 500), "float32", 64, 0.01),
+    "lenet_bn": Workload("lenet_bn", lambda: tc.Sequential(
+        [tc.Conv2D(1, 8, 3), tc.BatchNorm2D(8), tc.ReLU(), tc.MaxPool2D(2), tc.Conv2D(8, 16, 3),
+         tc.BatchNorm2D(16), tc.ReLU(), tc.MaxPool2D(2), tc.Flatten(), tc.Dropout(0.25),
+         tc.Dense(400, 64), tc.BatchNorm1D(64), tc.ReLU(), tc.Dropout(0.25, seed=1),
+         tc.Dense(64, 10)], seed=0),
+        _images((1, 28, 28), 6000, 500), "float32", 64, 0.001, adam=True),
 }
 ENTRIES = ("fit", "hand")
 
@@ -107,16 +121,20 @@ ENTRIES = ("fit", "hand")
 def hand_loop(model: tc.Sequential, x: Any, y: Any, x_val: Any, y_val: Any, work: Workload,
               put: Callable[[np.ndarray], Any]) -> float:
     """The loop a learner writes: shuffled (``default_rng(0).permutation``), ``loss_and_grad``
-    then ``step`` per batch, ``evaluate`` on both sets after each epoch; the last accuracy."""
+    then ``step`` per batch (``optimizer.step(model, epoch)`` with Adam), ``evaluate`` on both
+    sets after each epoch; the last accuracy."""
     rng, n = np.random.default_rng(0), x.shape[0]
-    accuracy = 0.0
-    for _ in range(work.epochs):
+    accuracy, optimizer = 0.0, work.optimizer()
+    for epoch in range(work.epochs):
         order = put(rng.permutation(n))
         xs, ys = _take(x, order), _take(y, order)
         for start in range(0, n, work.batch_size):
             stop = min(start + work.batch_size, n)
             model.loss_and_grad(xs[start:stop, ...], ys[start:stop])
-            model.step(work.lr)
+            if work.adam:
+                optimizer.step(model, epoch)
+            else:
+                model.step(work.lr)
         model.evaluate(x, y)
         accuracy = model.evaluate(x_val, y_val)
     return accuracy
@@ -164,7 +182,8 @@ def prepare(case: Case) -> Callable[[], Any]:
             x, y = data[0][:work.batch_size], data[1][:work.batch_size]
             return lambda: eager.train_step(net, optimizer, x, y)
         return lambda: eager.fit(eager.twin(work.build(), work.dtype), *data, epochs=work.epochs,
-                                 lr=work.lr, batch_size=work.batch_size, seed=0)
+                                 lr=work.lr, batch_size=work.batch_size, seed=0,
+                                 adam=work.adam)
     backend = _backend(case.backend)
     data = [backend.put(a) for a in host]
     if work.step:
@@ -178,8 +197,7 @@ def prepare(case: Case) -> Callable[[], Any]:
         from tinycnn_xp.losses import one_hot_columns
         xp = model.placement.xp
         rows, targets = to_rows(x, xp), one_hot_columns(y, 10, x.dtype, xp)
-        from tinycnn_xp.optim import SGD
-        optimizer = SGD(work.lr)
+        optimizer = work.optimizer()
         step = training.train_step(model, tuple(x.shape[1:]), optimizer)
         state = {"params": model.params(), "state": optimizer.state_of(model),
                  "buffers": model.buffers()}
@@ -201,8 +219,8 @@ def prepare(case: Case) -> Callable[[], Any]:
         sync = _sync(backend, model)
         if case.impl == "hand":
             return sync(hand_loop(model, *data, work, backend.put))
-        return sync(model.fit(*data, epochs=work.epochs, lr=work.lr, batch_size=work.batch_size,
-                              verbose=False))
+        return sync(model.fit(*data, epochs=work.epochs, batch_size=work.batch_size,
+                              verbose=False, optimizer=work.optimizer()))
     return unit
 
 

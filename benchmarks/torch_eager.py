@@ -17,7 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from tinycnn_xp import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, to_numpy
+from tinycnn_xp import (
+    AvgPool2D,
+    BatchNorm1D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+    ReLU,
+    to_numpy,
+)
 from tinycnn_xp.evaluation import eval_batch_size
 
 
@@ -43,6 +54,11 @@ def twin(model: Any, dtype: str = "float64") -> Any:
             module = torch.nn.ReLU()
         elif isinstance(layer, Flatten):
             module = torch.nn.Flatten()
+        elif isinstance(layer, (BatchNorm2D, BatchNorm1D)):
+            kind_of = torch.nn.BatchNorm2d if isinstance(layer, BatchNorm2D) else torch.nn.BatchNorm1d
+            module = kind_of(layer.channels, eps=layer.eps, momentum=layer.momentum, dtype=kind)
+        elif isinstance(layer, Dropout):
+            module = torch.nn.Dropout(layer.p)
         else:
             raise TypeError(f"no PyTorch twin for {type(layer).__name__}")
         if isinstance(layer, (Conv2D, Dense)):
@@ -72,14 +88,15 @@ def train_step(net: Any, optimizer: Any, x: Any, y: Any) -> Any:
 
 
 def fit(net: Any, x_train: Any, y_train: Any, x_val: Any, y_val: Any, epochs: int = 80,
-        lr: float = 0.12, batch_size: int = 18, seed: int = 0) -> dict:
-    """The library's ``fit`` loop in PyTorch; returns the four per-epoch metric lists. The
-    per-epoch metrics run in the library's chunks (``evaluation.eval_batch_size``), as ``fit``
-    measures them: the same memory, and the same work."""
+        lr: float = 0.12, batch_size: int = 18, seed: int = 0, adam: bool = False) -> dict:
+    """The library's ``fit`` loop in PyTorch (``torch.optim.SGD``, or ``Adam`` if ``adam``);
+    returns the four per-epoch metric lists. Steps in training mode, metrics in evaluation mode
+    (``net.train()``/``net.eval()``), in the library's chunks (``evaluation.eval_batch_size``),
+    as ``fit`` measures them: the same memory, and the same work."""
     import torch
     import torch.nn.functional as F
 
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    optimizer = (torch.optim.Adam if adam else torch.optim.SGD)(net.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     n_train = x_train.shape[0]
     n_batches = -(-n_train // batch_size)
@@ -89,10 +106,12 @@ def fit(net: Any, x_train: Any, y_train: Any, x_val: Any, y_val: Any, epochs: in
         order = torch.from_numpy(rng.permutation(n_train))
         x_epoch, y_epoch = x_train[order], y_train[order]
         total = torch.zeros((), dtype=x_train.dtype)
+        net.train()
         for start in range(0, n_train, batch_size):
             loss = train_step(net, optimizer, x_epoch[start:start + batch_size],
                               y_epoch[start:start + batch_size])
             total += loss.detach()
+        net.eval()
         with torch.no_grad():
             train_hits = sum((net(x_train[i:i + chunk]).argmax(dim=1) == y_train[i:i + chunk]).sum()
                              for i in range(0, n_train, chunk))

@@ -29,8 +29,9 @@ extensions = [
 ]
 # .rst first: autosummary writes its stub pages with the first suffix.
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
-# The committed notebook has no outputs; the site shows the executed copy.
-exclude_patterns = ["_build", "chapter24.ipynb", "**/.ipynb_checkpoints", "exercises.py"]
+# The committed notebooks have no outputs; the site shows the executed copies.
+exclude_patterns = ["_build", "chapter24.ipynb", "after_the_chapter.ipynb", "**/.ipynb_checkpoints",
+                    "exercises.py"]
 nb_execution_mode = "off"
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3

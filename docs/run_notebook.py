@@ -1,6 +1,7 @@
-"""Run docs/chapter24.ipynb top to bottom, headless, and say how long it took (``nox -s notebook``).
+"""Run a notebook of docs/ top to bottom, headless, and say how long it took (``nox -s notebook``).
 
-    python docs/run_notebook.py                      # on NumPy; fails on the first cell that raises
+    python docs/run_notebook.py                      # chapter24.ipynb on NumPy; fails on a cell that raises
+    python docs/run_notebook.py --notebook after_the_chapter.ipynb   # the second notebook
     python docs/run_notebook.py --backend torch      # the first cell's BACKEND line, changed here
     python docs/run_notebook.py --write-figures      # also write the README's figures into docs/
     python docs/run_notebook.py --output out.ipynb   # keep the executed notebook (with outputs)
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NOTEBOOK = HERE / "chapter24.ipynb"
+NOTEBOOKS = ("chapter24.ipynb", "after_the_chapter.ipynb")
 BACKEND_LINE = re.compile(r'^BACKEND = "numpy"', re.MULTILINE)
 #: what the issue asks of a NumPy run on a laptop; reported, not enforced (CI machines vary).
 BUDGET_S = 120.0
@@ -29,6 +30,7 @@ BUDGET_S = 120.0
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notebook", default=NOTEBOOKS[0], choices=NOTEBOOKS)
     parser.add_argument("--backend", default="numpy", choices=("numpy", "cupy", "torch", "jax"))
     parser.add_argument("--write-figures", action="store_true",
                         help="write the outputs of the readme-figure cells into docs/")
@@ -39,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     import nbclient
     import nbformat
 
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    name = f"docs/{args.notebook}"
+    notebook = nbformat.read(HERE / args.notebook, as_version=4)
     first = next(cell for cell in notebook.cells if cell.cell_type == "code")
     if not BACKEND_LINE.search(first.source):
         print('the first code cell must set BACKEND = "numpy" on a line of its own', file=sys.stderr)
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client.execute()
     except nbclient.exceptions.CellExecutionError as error:
-        print(f"docs/chapter24.ipynb failed on {args.backend} after "
+        print(f"{name} failed on {args.backend} after "
               f"{time.perf_counter() - start:.1f} s:\n{error}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - start
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     budget = ""
     if args.backend == "numpy":  # the budget is NumPy's (torch and JAX run small arrays slower)
         budget = f" ({'within' if seconds <= BUDGET_S else 'OVER'} the {BUDGET_S:.0f} s budget)"
-    print(f"docs/chapter24.ipynb ran on {args.backend}: {code_cells} code cells in {seconds:.1f} s"
+    print(f"{name} ran on {args.backend}: {code_cells} code cells in {seconds:.1f} s"
           f"{budget}")
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)  # docs/_executed/ on a fresh clone

@@ -43,8 +43,9 @@ def pytest_configure(config):
 
 #: whole modules of slow tests: command-line subprocesses and terminals, the benchmarks' own
 #: tests, checkpoint fuzzing, the notebook, the documentation's examples.
-SLOW_MODULES = {"test_cli", "test_cli_resume", "test_cli_sweep", "test_cli_voice", "test_bench",
-                "test_checkpoint_fuzz", "test_notebook", "test_docs_examples", "test_own_data"}
+SLOW_MODULES = {"test_cli", "test_cli_resume", "test_cli_sweep", "test_cli_voice", "test_cli_optimizers",
+                "test_bench", "test_checkpoint_fuzz", "test_notebook", "test_docs_examples",
+                "test_own_data"}
 
 
 def pytest_collection_modifyitems(config, items):

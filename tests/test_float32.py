@@ -90,3 +90,26 @@ def test_sweep_in_float32(backend, put, data):
     histories = tc.learning_rate_sweep(tc.TinyCNN(seed=0), *placed(put, data), lrs=[0.05, 0.5],
                                        epochs=3, verbose=False)
     assert sorted(histories) == [0.05, 0.5]
+
+
+@pytest.mark.parametrize("make", [lambda: tc.Adam(0.01), lambda: tc.RMSprop(0.005, momentum=0.5),
+                                  lambda: tc.AdamW(0.01)], ids=["adam", "rmsprop", "adamw"])
+def test_the_new_layers_and_optimizers_train_in_float32(backend, put, data, make):
+    """Batch normalization, dropout and each optimizer's state in float32, on the input's device
+    (on array-api-strict's no_float64 device, any float64 array made on it would raise)."""
+    from tinycnn_xp.schedules import Cosine
+    model = tc.Sequential([tc.Conv2D(1, 3, 3), tc.BatchNorm2D(3), tc.ReLU(), tc.MaxPool2D(2),
+                           tc.Flatten(), tc.Dropout(0.2), tc.Dense(27, 3), tc.BatchNorm1D(3)],
+                          seed=0)
+    optimizer = make()
+    optimizer.schedule = Cosine(20)
+    history = model.fit(*placed(put, data), epochs=20, verbose=False, optimizer=optimizer)
+    assert history["val_acc"][-1] >= 0.9
+    assert_float32_on(model, backend)
+    for name, layer, attr in model.buffer_slots():
+        assert str(getattr(layer, attr).dtype).endswith("float32") and \
+            device(getattr(layer, attr)) == backend.device(), name
+    for slot in optimizer.slots if optimizer.state is not None else ():
+        for name, array in optimizer.state[slot].items():
+            assert str(array.dtype).endswith("float32") and device(array) == backend.device(), name
+    model.predict(placed(put, data)[2])

@@ -43,3 +43,24 @@ def test_the_notebook_covers_the_chapter():
                    "epochs=80, lr=0.12, batch_size=18", "training_curves", "filter_evolution",
                    "confusion_figure", "**24.1", "**24.2", "**24.3", "**24.4", "**24.5", "sweep("):
         assert needed in text, needed
+
+
+AFTER = json.loads((ROOT / "docs" / "after_the_chapter.ipynb").read_text())
+
+
+def test_the_second_notebook_is_committed_without_outputs_and_picks_its_library():
+    cells = [cell for cell in AFTER["cells"] if cell["cell_type"] == "code"]
+    for cell in cells:
+        assert cell["outputs"] == [] and cell["execution_count"] is None, "".join(cell["source"])[:80]
+    assert AFTER["cells"][0]["cell_type"] == "code"
+    assert len(re.findall(r'^BACKEND = "numpy"', "".join(AFTER["cells"][0]["source"]), re.M)) == 1
+
+
+def test_the_second_notebook_covers_what_comes_after_the_chapter():
+    text = "\n".join("".join(cell["source"]) for cell in AFTER["cells"])
+    for needed in ("BatchNorm2D", "bn.backward(", "relative_error", "Dropout", "drop.backward(",
+                   "check_gradients", "tc.SGD", "tc.RMSprop", "tc.Adam", "tc.AdamW", "Cosine",
+                   "load_mnist", "lenet_bn", "training_curves", "filter_evolution",
+                   "confusion_figure"):
+        assert needed in text, needed
+    assert "docs/after_the_chapter.ipynb" in (ROOT / "README.md").read_text()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.3.0"  # the one place the version is written (pyproject.toml reads it)
+__version__ = "0.4.0"  # the one place the version is written (pyproject.toml reads it)
 
 #: where each public name lives
 _EXPORTS = {
@@ -65,10 +65,21 @@ if TYPE_CHECKING:  # what type checkers and editors see: the same names, importe
     from .data import CLASS_NAMES, PATTERNS, make_dataset_bundle
     from .gradcheck import check_gradients, numerical_gradient, relative_error
     from .history import METRICS, History
-    from .layers import (LAYERS, AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dense, Dropout,
-                         Flatten, Layer, MaxPool2D, ReLU)
-    from .optim import SGD, Adam, AdamW, RMSprop
+    from .layers import (
+        LAYERS,
+        AvgPool2D,
+        BatchNorm1D,
+        BatchNorm2D,
+        Conv2D,
+        Dense,
+        Dropout,
+        Flatten,
+        Layer,
+        MaxPool2D,
+        ReLU,
+    )
     from .losses import softmax, softmax_cross_entropy
     from .models import Sequential, TinyCNN
+    from .optim import SGD, Adam, AdamW, RMSprop
     from .presets import PRESETS, deep_cnn, make_model, vgg_cnn
     from .sweep import learning_rate_sweep

@@ -47,14 +47,13 @@ import os
 import secrets
 import stat
 import struct
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import numpy as np
-
-import warnings
 
 from . import _checks, optim
 from ._checks import FLOAT_DTYPES
@@ -733,7 +732,7 @@ def _check_history(history: Any, epochs: int, where: str) -> None:
     unknown = sorted(set(history) - set(METRICS) - set(_HISTORY_FLAGS) - {"lr"})
     if unknown:
         raise ValueError(f"{where}: the saved history has entries {unknown!r:.200} that fit never "
-                         f"writes (it has {list(METRICS) + ['lr'] + list(_HISTORY_FLAGS)}); put "
+                         f"writes (it has {[*METRICS, 'lr', *_HISTORY_FLAGS]}); put "
                          "your own data in meta")
     for key in (*METRICS, *(("lr",) if "lr" in history else ())):
         values = history.get(key)

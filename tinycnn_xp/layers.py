@@ -745,6 +745,12 @@ class _BatchNorm(ParametrizedLayer):
     the running statistics are used. Backward (training mode), with ``x_hat`` the normalized
     input and ``n`` the values per channel: ``d_beta = sum(dy)``, ``d_gamma = sum(dy * x_hat)``,
     ``dx = gamma / (n sqrt(var + eps)) * (n dy - d_beta - x_hat d_gamma)``.
+
+    The arrays are kept per channel as ``(channel, pixel, batch)`` views of the batch-last rows,
+    and what is per channel is folded into one factor before touching the data: forward is
+    ``(x - mean) * (gamma / sqrt(var + eps)) + beta``, backward ``dx = dy * k1 - (x - mean) * k2
+    - k3`` with ``k1 = gamma / s``, ``k2 = gamma d_gamma / (n s^2)``, ``k3 = gamma d_beta / (n
+    s)`` (``s = sqrt(var + eps)``): the formulas above, in fewer passes over the data.
     """
 
     param_names = ("gamma", "beta")
@@ -795,26 +801,27 @@ class _BatchNorm(ParametrizedLayer):
             mean, var = ctx.buffers
         else:
             mean = xp.mean(v, axis=(1, 2))
-            var = xp.mean((v - mean[:, None, None]) ** 2, axis=(1, 2))
+        centered = v - mean[:, None, None]
+        if not ctx.evaluation:
+            var = xp.mean(centered * centered, axis=(1, 2))
         inv = 1.0 / xp.sqrt(var + self.eps)
-        x_hat = (v - mean[:, None, None]) * inv[:, None, None]
-        y = gamma[:, None, None] * x_hat + beta[:, None, None]
-        saved = (x_hat, inv, mean, var, ctx.evaluation) if ctx.train else None
+        y = centered * (gamma * inv)[:, None, None] + beta[:, None, None]
+        saved = (centered, inv, mean, var, ctx.evaluation) if ctx.train else None
         return xp.reshape(y, x.shape), saved
 
     def vjp(self, params: tuple, saved: Any, dy: Array, prep: Any, ctx: Context,
             input_grad: bool = True) -> tuple[Array | None, tuple]:
-        xp, (gamma, _), (x_hat, inv, _, _, evaluation) = ctx.xp, params, saved
-        d = xp.reshape(dy, x_hat.shape)
-        d_beta, d_gamma = xp.sum(d, axis=(1, 2)), xp.sum(d * x_hat, axis=(1, 2))
+        xp, (gamma, _), (centered, inv, _, _, evaluation) = ctx.xp, params, saved
+        d = xp.reshape(dy, centered.shape)
+        d_beta, d_gamma = xp.sum(d, axis=(1, 2)), inv * xp.sum(d * centered, axis=(1, 2))
         if not input_grad:
             return None, (d_gamma, d_beta)
-        if evaluation:  # the statistics are constants: a per-channel scale
-            dx = d * (gamma * inv)[:, None, None]
-        else:
-            n = x_hat.shape[1] * x_hat.shape[2]
-            dx = (gamma * inv / n)[:, None, None] * (
-                n * d - d_beta[:, None, None] - x_hat * d_gamma[:, None, None])
+        k1 = gamma * inv
+        dx = d * k1[:, None, None]
+        if not evaluation:  # the batch statistics depend on every input too
+            n = centered.shape[1] * centered.shape[2]
+            dx -= centered * (k1 * inv * d_gamma / n)[:, None, None]  # in place: a local temporary
+            dx -= (k1 * d_beta / n)[:, None, None]
         return xp.reshape(dx, dy.shape), (d_gamma, d_beta)
 
     def next_buffers(self, buffers: tuple, saved: Any, ctx: Context) -> tuple:
@@ -902,13 +909,14 @@ class Dropout(Layer):
         if ctx.mask is None:
             raise RuntimeError("Dropout in training mode needs a mask (Context.mask)")
         kept = ctx.xp.astype(ctx.mask, x.dtype)
-        return x * kept * (1.0 / (1.0 - self.p)), (kept if ctx.train else None)
+        kept *= 1.0 / (1.0 - self.p)  # in place: a local temporary; the scale of what is kept
+        return x * kept, (kept if ctx.train else None)
 
     def vjp(self, params: tuple, saved: Any, dy: Array, prep: Any, ctx: Context,
             input_grad: bool = True) -> tuple[Array | None, tuple]:
         if saved is None:  # evaluation mode, or p == 0: the identity
             return dy, ()
-        return dy * saved * (1.0 / (1.0 - self.p)), ()
+        return dy * saved, ()
 
     def __repr__(self) -> str:
         return f"Dropout(p={self.p}{'' if self.seed == 0 else f', seed={self.seed}'})"

@@ -35,8 +35,8 @@ from .layers import (
     MaxPool2D,
     ParametrizedLayer,
     ReLU,
-    from_rows,
     buffer_shapes_from_config,
+    from_rows,
     layer_from_config,
     parameter_shapes_from_config,
     to_rows,
@@ -318,7 +318,7 @@ class Sequential:
     @property
     def num_classes(self) -> int:
         last = [layer for layer in self.layers if isinstance(layer, (Dense, Conv2D))][-1]
-        return last.out_features if isinstance(last, Dense) else cast(Conv2D, last).out_channels
+        return last.out_features if isinstance(last, Dense) else last.out_channels
 
     def buffer_slots(self) -> list[tuple[str, Layer, str]]:
         """``(qualified name, layer, attribute)`` for every buffer, e.g. ``bn.running_mean``."""

@@ -114,6 +114,7 @@ class Optimizer:
         self.steps = 0
         #: ``{slot: {qualified name: array}}``, on the model's device; ``None`` before a step
         self.state: dict[str, dict[str, Array]] | None = None
+        self._placement: Any = None  # where ``state`` was bound (then it needs no moving)
 
     # -- settings --------------------------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
@@ -152,6 +153,8 @@ class Optimizer:
                 tuple(held[slot][n].shape) != tuple(p.shape)
                 for slot in self.slots for n, p in zip(names, params)):
             return tuple(tuple(place.xp.zeros_like(p) for p in params) for _ in self.slots)
+        if self._placement is place:  # bound by the last step, where the model is
+            return tuple(tuple(held[slot][n] for n in names) for slot in self.slots)
         return tuple(tuple(move(held[slot][n], place, place.dtype) for n in names)
                      for slot in self.slots)
 
@@ -159,11 +162,13 @@ class Optimizer:
         """Keep ``state`` (as ``update`` returned it) for ``model``'s parameters."""
         names = [name for name, _, _ in model.parameters()]
         self.state = {slot: dict(zip(names, arrays)) for slot, arrays in zip(self.slots, state)}
+        self._placement = model.placement
 
     def load_state(self, steps: int, arrays: dict[str, dict[str, Any]]) -> Optimizer:
         """Take a step count and ``{slot: {name: array}}`` (from a checkpoint); returns self."""
         self.steps = _checks.non_negative_int(steps, "steps")
         self.state = {slot: dict(arrays[slot]) for slot in self.slots} if self.slots else None
+        self._placement = None
         return self
 
     def step(self, model: Any, epoch: int = 0) -> None:
@@ -187,7 +192,7 @@ class Optimizer:
         state = None if self.state is None else {
             slot: {name: to_numpy(array) for name, array in arrays.items()}
             for slot, arrays in self.state.items()}
-        return {**self.__dict__, "state": state}
+        return {**self.__dict__, "state": state, "_placement": None}
 
     def __repr__(self) -> str:
         extra = "".join(f", {key}={value!r}" for key, value in self.settings().items())
@@ -348,7 +353,8 @@ def optimizer_from_config(config: Any) -> Optimizer:
         raise ValueError(f"optimizer {config!r:.200}: {exc}") from None
 
 
-def state_shapes(config: dict[str, Any], parameters: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+def state_shapes(config: dict[str, Any],
+                 parameters: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
     """``{"<slot>/<name>": shape}`` of the state an optimizer of ``config`` keeps for
     ``parameters`` (``{name: shape}``), without building anything big (SGD: none; its
     velocities are the layers')."""

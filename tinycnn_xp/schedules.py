@@ -83,7 +83,7 @@ class Cosine(Schedule):
         if isinstance(floor, bool) or not isinstance(floor, numbers.Real) \
                 or not math.isfinite(float(floor)) or float(floor) < 0:
             raise ValueError(f"floor must be a finite number >= 0, got {floor!r}")
-        self.floor = float(floor)
+        self.floor: float = float(floor)
 
     def rate(self, epoch: int, lr: float) -> float:
         return self.floor + (lr - self.floor) * (1 + math.cos(math.pi * epoch / self.period)) / 2

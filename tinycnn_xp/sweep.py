@@ -34,7 +34,8 @@ from . import _checks
 from ._xp import Placement, move, placement_of, to_numpy
 from .history import METRICS, History, new_history
 from .models import Sequential
-from .training import TrainingInterrupted
+from .optim import SGD, Optimizer, optimizer_from_config
+from .training import DEFAULT_LR, TrainingInterrupted
 
 __all__ = ["sweep", "learning_rate_sweep", "describe_run", "SweepRecord", "SweepInterrupted",
            "GRID_KEYS", "DEFAULT_LRS", "MAX_RUNS"]
@@ -47,11 +48,22 @@ DEFAULT_LRS = (0.01, 0.05, 0.12, 0.5, 1.0)
 #: the most configurations a grid may have (checked before any is built).
 MAX_RUNS = 100_000
 
-#: the ``fit`` arguments a grid may sweep (``seed`` seeds the initial weights and the shuffles).
-GRID_KEYS = ("lr", "momentum", "batch_size", "epochs", "seed")
+#: the ``fit`` arguments a grid may sweep (``seed`` seeds the initial weights and the shuffles;
+#: ``weight_decay`` is the optimizer's).
+GRID_KEYS = ("lr", "momentum", "weight_decay", "batch_size", "epochs", "seed")
+
+def _weight_decay(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not (math.isfinite(float(value)) and float(value) >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+#: what an optimizer's settings may be changed by, per run (``_optimizer_of``).
+_OPTIMIZER_KEYS = ("lr", "momentum", "weight_decay")
 
 _GRID_CHECKS: dict[str, Callable[[Any, str], Any]] = {
-    "lr": _checks.learning_rate, "momentum": _checks.momentum,
+    "lr": _checks.learning_rate, "momentum": _checks.momentum, "weight_decay": _weight_decay,
     "batch_size": _checks.positive_int, "epochs": _checks.non_negative_int,
     "seed": _checks.non_negative_int,
 }
@@ -81,8 +93,8 @@ def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val
           done: Sequence[SweepRecord] | None = None, **fit_kwargs: Any) -> list[SweepRecord]:
     """Train a copy of ``model`` once per configuration of ``grid``; one record per run.
 
-    ``grid`` maps ``fit`` arguments among ``GRID_KEYS`` (``lr``, ``momentum``, ``batch_size``,
-    ``epochs``, ``seed``) to the values to try; the configurations are every combination, the
+    ``grid`` maps ``fit`` arguments among ``GRID_KEYS`` (``lr``, ``momentum``, ``weight_decay``,
+    ``batch_size``, ``epochs``, ``seed``) to the values to try; the configurations are every combination, the
     last key varying fastest, and the records come back in that order: ``{"config": {"lr": 0.1,
     "seed": 0}, "history": ...}``. Each run trains a copy of ``model`` from its current state with
     ``fit(x_train, y_train, x_val, y_val, **fit_kwargs, **config)``; ``model`` itself is never
@@ -90,6 +102,13 @@ def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val
     ``model.reset_parameters(seed)``, the constructors' ``seed=``) and its shuffles (``fit``'s
     ``seed``); without one, every run starts from ``model``'s weights and shuffles with
     ``fit_kwargs``' ``seed`` (default 0), so runs differ only in what the grid changes.
+
+    An ``optimizer`` in ``fit_kwargs`` (``tinycnn_xp.optim``) trains every run with a fresh copy of
+    it (no state, step 0), its ``lr``, ``momentum`` and ``weight_decay`` those of the run where
+    the grid (or ``fit_kwargs``) gives them: ``sweep(model, ..., {"lr": [1e-3, 3e-3]},
+    optimizer=Adam(schedule=Cosine(10)))``. A ``weight_decay`` without one is the chapter's SGD's
+    (``SGD(lr, momentum, weight_decay=...)``). A setting the optimizer does not have (Adam's
+    momentum) is a ``ValueError`` before any run.
 
     ``n_jobs``: ``None`` or 1 runs the configurations one after the other in this process; 2 or
     more, or -1 (every core), runs them on joblib's worker processes (``pip install
@@ -131,6 +150,8 @@ def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val
                          f"(tinycnn_xp.sweep.MAX_RUNS)")
     runs = [dict(zip(checked, values)) for values in itertools.product(*checked.values())]
     _check_fit_kwargs(model, fit_kwargs)
+    for config in runs:  # each run's optimizer can be built (cheap: no arrays)
+        _optimizer_of({**fit_kwargs, **config})
     data = [x_train, y_train, x_val, y_val]
     _check_data(model, *data)
     finished_before = _done_of(done, runs)
@@ -321,6 +342,7 @@ def _check_data(model: Sequential, x_train: Array, y_train: Array, x_val: Array,
 
 def _check_fit_kwargs(model: Sequential, fit_kwargs: dict[str, Any]) -> None:
     allowed = set(inspect.signature(model.fit).parameters) - {"x_train", "y_train", "x_val", "y_val"}
+    allowed.add("weight_decay")  # the optimizer's (``_optimizer_of``)
     unknown = sorted(set(fit_kwargs) - allowed)
     if unknown:
         raise TypeError(f"fit got unexpected keyword arguments {unknown}")
@@ -392,7 +414,32 @@ def _train(model: Sequential, data: list[Array], config: dict[str, Any],
     """One run: ``model`` (a copy) re-seeded if ``config`` has a seed, then trained quietly."""
     if "seed" in config:
         model.reset_parameters(config["seed"])
-    return model.fit(*data, **{**fit_kwargs, **config, "verbose": False})
+    return model.fit(*data, **_optimizer_of({**fit_kwargs, **config, "verbose": False}))
+
+
+def _optimizer_of(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``fit``'s arguments for one run: with an ``optimizer`` (or a ``weight_decay``), a fresh
+    optimizer of that run's settings in place of ``lr``, ``momentum`` and ``weight_decay``."""
+    if kwargs.get("optimizer") is None and "weight_decay" not in kwargs:
+        return kwargs
+    kwargs = dict(kwargs)
+    base = kwargs.pop("optimizer", None)
+    settings = {key: kwargs.pop(key) for key in _OPTIMIZER_KEYS if key in kwargs}
+    if base is None:
+        config = SGD(DEFAULT_LR).config()
+    elif isinstance(base, Optimizer):
+        config = base.config()
+    else:
+        raise TypeError(f"optimizer must be a tinycnn_xp.optim optimizer (SGD, RMSprop, Adam, "
+                        f"AdamW), got {type(base).__name__}")
+    for key in settings:
+        if key not in config:
+            raise ValueError(f"{key} cannot be set on {config['class']}: it has none")
+    optimizer = optimizer_from_config({**config, **settings})
+    if base is not None:
+        optimizer.schedule = base.schedule  # a Python function's too (its config has only a name)
+    kwargs["optimizer"] = optimizer
+    return kwargs
 
 
 class _Shipment(NamedTuple):

@@ -1,11 +1,12 @@
 """Command line: ``tinycnn-xp train | gradcheck | sweep | predict | evaluate`` (``python -m
 tinycnn_xp`` too).
 
-``train`` trains a preset on the line patterns (the chapter's run by default) or the 8x8 digits on
-the chosen backend, shows progress, prints a summary, and writes the figures, a checkpoint and the
-history into a run folder. ``--resume`` continues a checkpoint's run exactly where it stopped.
-``sweep`` trains a grid of learning rates x momenta x seeds, serially, on ``--jobs`` worker
-processes or on a Dask cluster (``--scheduler``), and writes its table, JSON and figure.
+``train`` trains a preset on the line patterns (the chapter's run by default), the 8x8 digits or
+MNIST's 28x28 ones on the chosen backend, with SGD, RMSprop, Adam or AdamW, shows progress,
+prints a summary, and writes the figures, a checkpoint and the history into a run folder.
+``--resume`` continues a checkpoint's run exactly where it stopped. ``sweep`` trains a grid of
+learning rates x momenta x weight decays x seeds, serially, on ``--jobs`` worker processes or on
+a Dask cluster (``--scheduler``), and writes its table, JSON and figure.
 ``--data PATH`` trains on your own images; ``predict`` classifies new ones and ``evaluate``
 measures a model on labelled ones. ``train`` checkpoints as epochs end, and SIGTERM is Ctrl-C.
 Problems the user can fix (a backend that cannot run here, a missing extra, a bad checkpoint, an
@@ -17,7 +18,8 @@ to the current or the temporary directory), and Ctrl-C, at any moment, 130 with 
 
 This module imports nothing until ``main`` runs, so that Ctrl-C while NumPy, torch or JAX are
 being imported is one line too. Modules: ``parser`` (the parser and the dispatch), ``common``
-(what the commands share), ``flags`` (flag types), ``datasets`` (built-in or own data), ``files``
+(what the commands share), ``flags`` (flag types), ``optimizers`` (``--optimizer``,
+``--weight-decay``, ``--schedule``), ``datasets`` (built-in or own data), ``files``
 (run folders: locks, atomic writes, fallbacks), ``checkpoints`` (the checkpoints and
 ``history.csv`` while training), ``resume`` (checking a checkpoint to continue), ``signals``
 (SIGTERM), ``progress``, and one per command: ``train``, ``sweep``, ``gradcheck``, ``predict``,

@@ -51,7 +51,8 @@ class Board:
     def epoch_ended(self, epoch: int, metrics: dict, model: Any) -> None:
         for key in METRICS:
             self.writer.add_scalar(key, metrics[key], epoch)
-        self.writer.add_scalar("lr", self.lr, epoch)
+        optimizer = getattr(model, "optimizer", None)  # the epoch's rate (a schedule's)
+        self.writer.add_scalar("lr", optimizer.rate(epoch) if optimizer else self.lr, epoch)
         conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
         if conv is not None:
             self.writer.add_images("filters", filter_images(to_numpy(conv.weights)), epoch,

@@ -45,7 +45,8 @@ class Checkpoints:
         self.path, self.best_path = files.out / "model.npz", files.out / "best.npz"
         self.last_write, self.epochs_since = time.monotonic(), 0
         self.writes, self.write_seconds, self.failed = 0, 0.0, False
-        self.best: tuple | None = None  # (val loss, epochs, params, velocities, shuffle state)
+        #: (val loss, epochs, params, velocities, shuffle state, buffers, optimizer)
+        self.best: tuple | None = None
         self.best_written: int | None = None
         self.written_epochs: int | None = None
 
@@ -60,7 +61,8 @@ class Checkpoints:
         if self.keep_best and (self.best is None or metrics["val_loss"] < self.best[0]):
             # The arrays are never changed in place (updates rebind): keeping them is free.
             self.best = (metrics["val_loss"], len(self.history["train_loss"]), self.model.params(),
-                         self.model.velocities(), self.state)
+                         self.model.velocities(), self.state, self.model.buffers(),
+                         _optimizer_now(self.model))
         self.epochs_since += 1
         due = (self.epochs_since >= self.every_epochs if self.every_epochs is not None
                else time.monotonic() - self.last_write >= (self.every_seconds or 0.0))
@@ -86,10 +88,13 @@ class Checkpoints:
     def _write_best(self) -> None:
         if self.best is None or self.best_written == self.best[1]:
             return
-        _, epochs, params, velocities, state = self.best
+        _, epochs, params, velocities, state, buffers, optimizer = self.best
         best = copy.deepcopy(self.model)
-        best.bind(params, velocities)
+        best.bind(params, velocities, buffers=buffers)
+        best.optimizer = optimizer
         history: Any = {key: self.history[key][:epochs] for key in METRICS}  # type: ignore[literal-required]
+        if "lr" in self.history:
+            history["lr"] = self.history["lr"][:epochs]
         history["kernel_snapshots"] = {e: k for e, k in self.history["kernel_snapshots"].items()
                                        if e < epochs}
         checkpoint.save(best, self.best_path, history, meta=self._meta(state))
@@ -120,24 +125,39 @@ class Checkpoints:
                 "training time")
 
 
+def _optimizer_now(model: Any) -> Any:
+    """The model's optimizer as it is now (its step count and state arrays: never changed in
+    place, so a shallow copy keeps them), for ``best.npz``."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    now = copy.copy(optimizer)
+    now.state = None if optimizer.state is None else {
+        slot: dict(arrays) for slot, arrays in optimizer.state.items()}
+    return now
+
+
 class HistoryRows:
     """``history.csv``: rewritten (atomically) with the epochs ``history`` already holds, then a
     row appended and flushed as each epoch ends. A resumed run keeps the rows of its epochs from
     the file it continues (their times), so that no epoch is repeated or lost."""
 
     def __init__(self, files: RunFiles, path: Path, history: History, lr: float) -> None:
-        self.lr = lr
+        self.lr, self.history = lr, history  # the epoch's rate: the history's (a schedule's)
         done = len(history["train_loss"])
         rows = _rows_of(path, done)
         if rows is None:  # no usable file: the rows from the history, without their times
+            rates = history.get("lr") or []
             rows = [[str(epoch), *(repr(history[key][epoch]) for key in METRICS),  # type: ignore[literal-required]
-                     "", ""] for epoch in range(done)]
+                     repr(rates[epoch]) if epoch < len(rates) else "", ""] for epoch in range(done)]
         self.file = AppendedFile(files, path, "history table", _csv([COLUMNS, *rows]))
         self.start = time.perf_counter()
 
     def append(self, epoch: int, metrics: dict) -> None:
         now = time.perf_counter()
-        self.file.write(_csv([[epoch, *(repr(metrics[key]) for key in METRICS), repr(self.lr),
+        rates = self.history.get("lr")
+        lr = rates[-1] if rates and len(rates) == len(self.history["train_loss"]) else self.lr
+        self.file.write(_csv([[epoch, *(repr(metrics[key]) for key in METRICS), repr(lr),
                                f"{now - self.start:.4f}"]]))
         self.start = now
 

@@ -19,7 +19,7 @@ from ..sweep import SweepInterrupted, learning_rate_sweep
 from ..training import TrainingDiverged, TrainingInterrupted
 from .progress import Progress
 
-DATASETS = ("lines", "lines4", "digits")
+DATASETS = ("lines", "lines4", "digits", "mnist")
 FIGURES = {"curves": "loss_accuracy.png", "filters": "filter_evolution.png",
            "confusion": "confusion_matrix.png", "sweep": "lr_sweep.png"}
 #: ``train``'s learning-rate sweep runs at most this many epochs per rate (``--sweep-epochs``).
@@ -27,10 +27,16 @@ SWEEP_EPOCHS = 80
 SHUFFLE_SEED = 0  # fit's shuffling seed, the chapter's; --seed only draws the initial weights
 
 #: ``(epochs, lr, batch_size, momentum)`` used when not given: the chapter's on the line patterns;
-#: on the digits, values tuned per preset (README, "Real data").
+#: on the digits and MNIST, values tuned per preset (README, "Real data"), for SGD.
 _LINES_DEFAULTS = (80, 0.12, 18, 0.0)
 _DIGITS_DEFAULTS = {"tiny": (300, 0.1, 32, 0.0), "deep": (100, 0.05, 32, 0.5), "vgg": (15, 0.02, 32, 0.9)}
 _DIGITS_FALLBACK = (30, 0.02, 32, 0.9)
+_MNIST_DEFAULTS = {"lenet": (10, 0.02, 32, 0.9), "lenet_bn": (10, 0.02, 32, 0.9)}
+_MNIST_FALLBACK = (10, 0.02, 32, 0.9)
+#: ``(lr, momentum)`` when not given for ``--optimizer`` rmsprop, adam and adamw: the optimizer's
+#: own defaults (Adam has no momentum); SGD's are the dataset's above.
+OPTIMIZER_DEFAULTS: dict[str, tuple[float, float | None]] = {
+    "rmsprop": (0.01, 0.0), "adam": (0.001, None), "adamw": (0.001, None)}
 
 
 #: Exit statuses of ``tinycnn-xp`` (``tinycnn-xp --help`` lists them).
@@ -61,6 +67,16 @@ class UsageProblem(Exception):
 def say(command: str, line: str) -> None:
     """One line on stderr in the command's voice: ``tinycnn-xp train: ...``."""
     print(f"tinycnn-xp {command}: {line}", file=sys.stderr, flush=True)
+
+
+def one_line_warnings(command: str) -> Any:
+    """A ``warnings.showwarning`` that prints ``tinycnn-xp COMMAND: warning: ...`` (the first line
+    of the message; no file names or source lines)."""
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        text = str(message).strip().splitlines()
+        say(command, f"warning: {text[0] if text else category.__name__}")
+    return show
 
 
 @contextlib.contextmanager
@@ -104,12 +120,20 @@ def load_dataset(name: str) -> tuple[Any, Any, Any, Any, tuple[str, ...]]:
             return load_digits_split()
         except ImportError as exc:
             raise UsageProblem(str(exc)) from None
+    if name == "mnist":
+        from ..mnist import load_mnist
+        try:
+            return load_mnist()
+        except ImportError as exc:
+            raise UsageProblem(str(exc)) from None
     raise UsageProblem(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
 
 
 def default_settings(dataset: str, model: str) -> tuple[int, float, int, float]:
     if dataset == "digits":
         return _DIGITS_DEFAULTS.get(model, _DIGITS_FALLBACK)
+    if dataset == "mnist":
+        return _MNIST_DEFAULTS.get(model, _MNIST_FALLBACK)
     return _LINES_DEFAULTS
 
 
@@ -125,8 +149,11 @@ def fill_defaults(args: argparse.Namespace, saved: dict | None = None) -> None:
     args.seed = 42 if args.seed is None else args.seed
     if getattr(args, "dtype", "absent") is None:
         args.dtype = "float32" if own else "float64"
-    for key, value in zip(("epochs", "lr", "batch_size", "momentum"),
-                          default_settings("digits" if own else args.dataset, args.model)):
+    values: tuple[Any, ...] = default_settings("digits" if own else args.dataset, args.model)
+    rate = OPTIMIZER_DEFAULTS.get(getattr(args, "optimizer", None) or "sgd")
+    if rate is not None:  # another optimizer than SGD: its own rate and momentum
+        values = (values[0], rate[0], values[2], rate[1])
+    for key, value in zip(("epochs", "lr", "batch_size", "momentum"), values):
         if getattr(args, key, "absent") is None:
             setattr(args, key, value)
 
@@ -152,17 +179,20 @@ def have_matplotlib(quiet: bool = False) -> bool:
 
 # -- the learning-rate sweep ---------------------------------------------------------------------
 def run_sweep(model: Sequential, data: list, lrs: list[float], epochs: int, batch_size: int,
-              momentum: float, quiet: bool, lines: bool = True) -> dict[float, History]:
-    """``learning_rate_sweep`` with progress, then a table of each rate's final loss and accuracy."""
+              momentum: float | None, quiet: bool, lines: bool = True,
+              optimizer: Any = None) -> dict[float, History]:
+    """``learning_rate_sweep`` with progress, then a table of each rate's final loss and accuracy
+    (of SGD with ``momentum``, or of copies of ``optimizer`` at each rate)."""
     # A bar over all rates on a terminal; otherwise (with ``lines``) fit's lines, naming each rate.
     progress = Progress(len(lrs) * epochs, quiet=quiet, desc="sweep", lines=False)
     verbose = lines and not quiet and progress.bar is None
     calls = iter(range(len(lrs) * epochs))
     x_train, y_train, x_val, y_val = data
+    how = {"momentum": momentum} if optimizer is None else {"optimizer": optimizer}
     with library_warnings_as_results():  # the table below says which rates diverged
         try:
             histories = learning_rate_sweep(model, x_train, y_train, x_val, y_val, lrs, epochs=epochs,
-                                            batch_size=batch_size, seed=SHUFFLE_SEED, momentum=momentum,
+                                            batch_size=batch_size, seed=SHUFFLE_SEED, **how,
                                             verbose=verbose,
                                             callback=lambda _, m: progress(next(calls), m))
         except (TypeError, ValueError) as exc:

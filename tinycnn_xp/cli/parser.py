@@ -9,11 +9,10 @@ import functools
 import os
 import sys
 import warnings
-from typing import Any
 
 from .._backends import NAMES
 from ..presets import PRESETS
-from . import evaluate, gradcheck, predict, sweep, train
+from . import evaluate, gradcheck, optimizers, predict, sweep, train
 from .common import (
     DATASETS,
     EXIT_INTERRUPTED,
@@ -26,6 +25,7 @@ from .common import (
     MAX_SAMPLES,
     SWEEP_EPOCHS,
     UsageProblem,
+    one_line_warnings,
     say,
 )
 from .files import release_folders
@@ -71,7 +71,8 @@ def _add_data(parser: argparse.ArgumentParser, dataset: bool = True) -> None:
     if dataset:
         which.add_argument("--dataset", choices=DATASETS,
                            help="lines: the chapter's 3 line patterns (default); lines4: plus a "
-                                "dot (Exercise 24.5); digits: scikit-learn's 8x8 handwritten digits")
+                                "dot (Exercise 24.5); digits: scikit-learn's 8x8 handwritten digits; "
+                                "mnist: 5,000 28x28 MNIST digits (the mnist extra)")
     which.add_argument("--data", metavar="PATH",
                        help="your own images: a .npz (x_train, y_train[, x_val, y_val] or x, y; "
                             "optionally class_names) or a folder with one folder of PNG/JPEG "
@@ -118,12 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int_at_least(1, MAX_BATCH),
                        help="mini-batch size (a batch larger than the data is the whole data)")
     train.add_argument("--momentum", type=momentum_flag, help="momentum in [0, 1) (0: plain SGD)")
+    optimizers.add_flags(train)
     train.add_argument("--out", metavar="DIR", help="run folder (default: a new folder under runs/)")
     train.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in this .npz")
     train.add_argument("--sweep-epochs", type=int_at_least(0, MAX_EPOCHS), metavar="N",
                        help="epochs per rate of the learning-rate sweep run after training, from "
                             f"the same starting point (default: the run's epochs, at most {SWEEP_EPOCHS}; "
-                            "0: no sweep)")
+                            "on mnist 0; 0: no sweep)")
     train.add_argument("--checkpoint-every", type=cadence_flag, default=(None, 10.0), metavar="N|Ts",
                        help="write model.npz when an epoch ends N epochs (5) or T seconds (30s) "
                             "after the last write (default: 10s), on any stop and at the end")
@@ -145,25 +147,27 @@ def build_parser() -> argparse.ArgumentParser:
     grad.add_argument("--classes", type=int_at_least(2, MAX_CLASSES),
                       help=f"number of classes (default: 3, or those of --data; at most {MAX_CLASSES:,})")
     _add_data(grad, dataset=False)
-    grad.add_argument("--samples", type=int_at_least(1, MAX_SAMPLES), default=4,
-                      help="images in the checked batch (default: 4)")
+    grad.add_argument("--samples", type=int_at_least(1, MAX_SAMPLES),
+                      help="images in the checked batch (default: 4; 8 with batch normalization)")
     grad.add_argument("--epsilon", type=positive_float, default=1e-5,
                       help="finite-difference step (default: 1e-5)")
     grad.add_argument("--threshold", type=positive_float, default=1e-7,
                       help="largest relative error accepted (default: 1e-7)")
 
-    sweep = command("sweep", help="sweep learning rates, momenta and seeds (Exercise 24.2), "
+    sweep = command("sweep", help="sweep learning rates, momenta, weight decays and seeds (Exercise 24.2), "
                                          "on every core or a Dask cluster",
                            description="Train a copy of one model per configuration of a grid: every "
-                                       "combination of --lrs, --momentums and --seeds (the last "
-                                       "varying fastest). Writes a table (sweep.txt, also printed), "
-                                       "the records as JSON (sweep.json) and a figure (sweep.png) into "
-                                       "a run folder. A rate that diverges is a result, shown in the "
-                                       "table; Ctrl-C keeps the runs already finished.")
+                                       "combination of --lrs, --momentums, --weight-decays and "
+                                       "--seeds (the last varying fastest). Writes a table "
+                                       "(sweep.txt, also printed), the records as JSON (sweep.json) "
+                                       "and a figure (sweep.png) into a run folder. A rate that "
+                                       "diverges is a result, shown in the table; Ctrl-C keeps the "
+                                       "runs already finished.")
     _add_placement(sweep)
     _add_model(sweep, seed=False)
     sweep.add_argument("--lrs", type=positive_float, nargs="+", metavar="LR",
-                       help="learning rates to sweep (default: the chapter's 0.01 0.05 0.12 0.5 1.0)")
+                       help="learning rates to sweep (default: the chapter's 0.01 0.05 0.12 0.5 "
+                            "1.0; for another --optimizer 0.1, 0.3, 1, 3 and 10 times its own rate)")
     momenta = sweep.add_mutually_exclusive_group()
     momenta.add_argument("--momentum", type=momentum_flag,
                          help="momentum in [0, 1) of every run (default: 0 on the line patterns)")
@@ -174,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seed of every run's initial weights (default: 42; the shuffles use 0)")
     seeds.add_argument("--seeds", type=int_at_least(0), nargs="+", metavar="SEED",
                        help="seeds to sweep: each seeds a run's initial weights and its shuffles")
+    optimizers.add_flags(sweep, sweep=True)
     sweep.add_argument("--epochs", type=int_at_least(1, MAX_EPOCHS),
                        help=f"epochs per run (at most {MAX_EPOCHS:,})")
     sweep.add_argument("--batch-size", type=int_at_least(1, MAX_BATCH), help="mini-batch size")
@@ -236,13 +241,3 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = previous
         release_folders()
     return EXIT_TERMINATED if status == EXIT_INTERRUPTED and TERMINATED["by"] else status
-
-
-def one_line_warnings(command: str) -> Any:
-    """A ``warnings.showwarning`` that prints ``tinycnn-xp COMMAND: warning: ...`` (the first line
-    of the message; no file names or source lines)."""
-    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None,
-             line: str | None = None) -> None:
-        text = str(message).strip().splitlines()
-        say(command, f"warning: {text[0] if text else category.__name__}")
-    return show

@@ -3,7 +3,9 @@
 The file's ``meta`` (the settings its run was trained with) only fills in the options the user
 did not type, and only these: ``dataset``, ``model``, ``dtype``, ``seed``, ``lr``, ``batch_size``
 and ``momentum``. Nothing else in it is read (an ``out`` folder, say): where to write comes from
-the command line alone. A value of the wrong type or range, a history that does not fit, a model
+the command line alone. The optimizer (its settings, schedule, steps and state) is the
+checkpoint's own, as ``Sequential.load`` gives it back; typed optimizer flags change it
+(``optimizers``). A value of the wrong type or range, a history that does not fit, a model
 that cannot take the dataset's images: one line naming the file and the entry, before any training.
 """
 
@@ -23,6 +25,7 @@ from .._xp import dtype_name
 from ..history import History
 from ..models import Sequential
 from ..presets import PRESETS
+from . import optimizers
 from .common import DATASETS, UsageProblem, checkpoint_call
 
 __all__ = ["RESUMABLE", "settings", "load", "saved_model", "check_same_data", "check_fits"]
@@ -89,6 +92,13 @@ def load(args: argparse.Namespace) -> tuple[dict[str, Any], Sequential, History 
     if not args.model and "model" not in saved:  # saved from Python, not by this command
         saved["model"] = "checkpoint"
     model, dtype = saved_model(path)
+    if model.optimizer is not None:  # the checkpoint's optimizer goes on, unless another is typed
+        theirs = optimizers.name_of(model.optimizer)
+        if args.optimizer in (None, theirs):
+            saved["optimizer"] = theirs
+        else:  # a new optimizer: its own defaults, not the rate and momentum of the one it replaces
+            saved.pop("lr", None)
+            saved.pop("momentum", None)
     history = checkpoint_call(checkpoint.load_history, path)
     saved.setdefault("dtype", dtype)
     return saved, model, history, shuffles(path, meta), meta

@@ -2,10 +2,12 @@
 serially, on joblib's worker processes (``--jobs``) or on a Dask cluster (``--scheduler``), and its
 table, JSON and figure.
 
-The grid is every combination of ``--lrs`` (default: the chapter's rates), ``--momentums`` and
-``--seeds`` (no momentum or seed axis unless given; ``--momentum`` and ``--seed`` fix one value for
-every run instead). Progress advances as each run finishes, wherever it ran. A rate that diverges
-is a result, shown in the table, not a failure. Ctrl-C ends the sweep: the runs already finished
+The grid is every combination of ``--lrs`` (default: the chapter's rates; for another
+``--optimizer``, a decade around its own rate), ``--momentums``, ``--weight-decays`` and ``--seeds``
+(no such axis unless given; ``--momentum``, ``--weight-decay`` and ``--seed`` fix one value for
+every run instead); ``--optimizer`` and ``--schedule`` apply to every run. Progress advances as
+each run finishes, wherever it ran. A rate that diverges is a result, shown in the table, not a
+failure. Ctrl-C ends the sweep: the runs already finished
 are printed and written, and the status is ``EXIT_INTERRUPTED``.
 """
 
@@ -18,8 +20,8 @@ from typing import Any
 
 from ..history import without_snapshots
 from ..presets import make_model
-from ..sweep import DEFAULT_LRS, SweepRecord, sweep
-from . import cluster, datasets, journal
+from ..sweep import SweepRecord, sweep
+from . import cluster, datasets, journal, optimizers
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_NOT_WRITTEN,
@@ -46,15 +48,18 @@ TABLE, RECORDS, FIGURE = "sweep.txt", "sweep.json", "sweep.png"
 
 
 def grid_of(args: argparse.Namespace) -> dict[str, list[Any]]:
-    """The grid the flags ask for: ``lr`` always (``--lrs``, default the chapter's rates), then
-    ``momentum`` with ``--momentums`` and ``seed`` with ``--seeds``; a value given twice is a usage
-    problem."""
-    grid: dict[str, list[Any]] = {"lr": list(args.lrs or DEFAULT_LRS)}
+    """The grid the flags ask for: ``lr`` always (``--lrs``, default the chapter's rates, or a
+    decade around another optimizer's), then ``momentum`` with ``--momentums``, ``weight_decay``
+    with ``--weight-decays`` and ``seed`` with ``--seeds``; a value given twice is a usage problem."""
+    grid: dict[str, list[Any]] = {"lr": list(args.lrs or optimizers.sweep_rates(args.optimizer))}
     if args.momentums:
         grid["momentum"] = list(args.momentums)
+    if args.weight_decays:
+        grid["weight_decay"] = list(args.weight_decays)
     if args.seeds is not None:
         grid["seed"] = list(args.seeds)
-    flags = {"lr": "--lrs", "momentum": "--momentums", "seed": "--seeds"}
+    flags = {"lr": "--lrs", "momentum": "--momentums", "weight_decay": "--weight-decays",
+             "seed": "--seeds"}
     for key, values in grid.items():
         seen: set = set()
         for value in values:  # linear: a set of the values so far
@@ -77,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         fit_kwargs["momentum"] = args.momentum
     if "seed" in grid:  # each run's seed seeds its shuffles too
         del fit_kwargs["seed"]
+    chosen = _optimizer(args, grid, fit_kwargs)
     cluster.check_extras(args)
     backend = resolve_backend(args.backend, args.device, args.dtype)
     found = datasets.load(args, args.dtype)
@@ -91,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     # What makes two runs comparable: a journal of other settings is not resumed.
     same = {"data": found.record["fingerprint"], "model": args.model, "dtype": args.dtype,
             **{key: value for key, value in fit_kwargs.items() if key != "seed"},
-            **({"seed": args.seed} if "seed" not in grid else {})}
+            **({"seed": args.seed} if "seed" not in grid else {}), **chosen}
     kept = journal.read(args.resume, same) if args.resume else []
     with cluster.workers(args, total) as where:  # connects to --scheduler, or says why not
         out = prepare_out(args.out or args.resume,
@@ -121,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
                     "device": str(backend.device), "dtype": args.dtype, "epochs": args.epochs,
                     "batch_size": args.batch_size, "grid": grid, "runs": total,
                     "finished": finished}
-        if "momentum" not in grid:
+        if "momentum" not in grid and args.momentum is not None:
             settings["momentum"] = args.momentum
+        settings.update(chosen)
         if "seed" not in grid:  # else each run's seed seeds both
             settings.update(seed=args.seed, shuffle_seed=SHUFFLE_SEED)
         _write(files, records, settings, [header, "", *table], len(names))
@@ -178,6 +185,24 @@ def _run(model: Any, data: list, grid: dict[str, list[Any]], fit_kwargs: dict[st
         progress.close()
 
 
+def _optimizer(args: argparse.Namespace, grid: dict[str, list[Any]],
+               fit_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """With ``--optimizer``, ``--weight-decay(s)`` or ``--schedule``: every run's optimizer in
+    ``fit_kwargs`` (copied per run with its rate, momentum and weight decay; ``sweep``), and the
+    settings that say it (for the journal and the records); else nothing (the chapter's SGD)."""
+    if args.optimizer in (None, "sgd") and args.weight_decay is None and not args.weight_decays \
+            and not args.schedule:
+        return {}
+    if "momentum" in grid and args.optimizer in ("adam", "adamw"):
+        raise UsageProblem(f"--momentums: --optimizer {args.optimizer} has no momentum")
+    args.lr = grid["lr"][0]  # each run's own: the grid's
+    base = optimizers.build(args)
+    fit_kwargs.pop("momentum", None)
+    fit_kwargs["optimizer"] = base
+    found = optimizers.settings_of(base)
+    return {key: value for key, value in found.items() if key not in grid and key != "lr"}
+
+
 def _order(grid: dict[str, list[Any]], config: dict[str, Any]) -> tuple:
     """Where ``config`` stands in the grid's order (the last key varying fastest)."""
     return tuple(values.index(config[key]) if config.get(key) in values else len(values)
@@ -190,8 +215,14 @@ def _size(grid: dict[str, list[Any]]) -> int:
 
 def _header(args: argparse.Namespace, grid: dict[str, list[Any]]) -> str:
     fixed = [f"{args.epochs} epochs per run", f"batch size {args.batch_size}"]
-    if "momentum" not in grid:
+    if args.optimizer not in (None, "sgd"):
+        fixed.insert(0, f"optimizer {args.optimizer}")
+    if "momentum" not in grid and args.momentum is not None:
         fixed.append(f"momentum {args.momentum:g}")
+    if "weight_decay" not in grid and args.weight_decay:
+        fixed.append(f"weight decay {args.weight_decay:g}")
+    if args.schedule:
+        fixed.append(f"schedule {args.schedule}")
     fixed.append("each seed seeds a run's weights and shuffles" if "seed" in grid
                  else f"initial weights of seed {args.seed}")
     return f"sweep: model {args.model} on {args.dataset}, {', '.join(fixed)}"

@@ -18,8 +18,7 @@ from .._xp import to_numpy
 from ..history import History, new_history, without_snapshots
 from ..models import Sequential
 from ..presets import make_model
-from ..sweep import DEFAULT_LRS
-from . import datasets, resume
+from . import datasets, optimizers, resume
 from .board import Board
 from .checkpoints import HISTORY_CSV, Checkpoints, HistoryRows
 from .common import (
@@ -51,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     meta: dict = {}
     model: Sequential | None = None
     previous = shuffled = None
+    typed = optimizers.typed(args)  # before the defaults: a resumed optimizer changes only these
     if args.resume:
         saved, model, previous, shuffled, meta = resume.load(args)
     fill_defaults(args, saved)
@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
                                input_shape=tuple(data.x_train.shape[1:]))
         except ValueError as exc:  # a preset too deep for these images
             raise UsageProblem(f"--model {args.model}: {exc}") from None
+    optimizer = optimizers.for_run(args, typed, model.optimizer)
     done = len(previous["train_loss"]) if previous else 0
     if args.epochs <= done:
         raise UsageProblem(f"{args.resume} has trained {done} epochs already; pass --epochs N with "
@@ -85,9 +86,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"data {data.label}: {len(data.y_train)} training and {len(data.y_val)} validation "
           f"images of {'x'.join(map(str, data.x_train.shape[1:]))}, {len(names)} classes")
     resumed = f", resuming {args.resume} after epoch {done - 1}" if done else ""
-    print(f"training {args.epochs} epochs: lr {args.lr}, batch size {args.batch_size}, "
-          f"momentum {args.momentum}{resumed}")
-    sweep_epochs = min(args.epochs, SWEEP_EPOCHS) if args.sweep_epochs is None else args.sweep_epochs
+    print(f"training {args.epochs} epochs: {optimizers.describe(optimizer)}, batch size "
+          f"{args.batch_size}{resumed}")
+    sweep_epochs = args.sweep_epochs
+    if sweep_epochs is None:  # on MNIST the sweep would take five times the run: asked for only
+        sweep_epochs = 0 if args.dataset == "mnist" else min(args.epochs, SWEEP_EPOCHS)
     initial = copy.deepcopy(model) if sweep_epochs else None  # the sweep's starting point
     progress = Progress(args.epochs, done, args.quiet)
     # The shuffles go on where the resumed run's stopped: its generator's state, after its last
@@ -96,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
     if shuffled is None:
         for _ in range(done):
             shuffles.permutation(len(data.y_train))
-    settings = {key: getattr(args, key) for key in ("dataset", "model", "dtype", "seed", "lr",
-                                                     "batch_size", "momentum", "epochs")}
+    settings = {**{key: getattr(args, key) for key in ("dataset", "model", "dtype", "seed")},
+                **optimizers.settings_of(optimizer), "batch_size": args.batch_size, "epochs": args.epochs}
     if args.data:
         del settings["dataset"]  # what to read is typed again, never taken from the file
     files = RunFiles("train", out, figures=not args.no_figures)
@@ -115,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         with library_warnings_as_results():  # said below, in this command's words
-            model.fit(arrays[0], arrays[1], arrays[2], arrays[3], epochs=args.epochs, lr=args.lr,
-                      batch_size=args.batch_size, seed=shuffles, momentum=args.momentum,
+            model.fit(arrays[0], arrays[1], arrays[2], arrays[3], epochs=args.epochs,
+                      batch_size=args.batch_size, seed=shuffles, optimizer=optimizer,
                       verbose=False, initial_epoch=done, callback=after_epoch, history=history)
     finally:
         progress.close()
@@ -139,10 +142,13 @@ def run(args: argparse.Namespace) -> int:
             say("train", f"{stopped} after epoch {len(history['train_loss']) - 1}{hint}")
             return EXIT_INTERRUPTED
         if initial is not None:
+            # The chapter's SGD as fit(lr=, momentum=) runs it; other optimizers: copies of the run's
+            plain, rates = optimizers.plain(optimizer), optimizers.sweep_rates(args.optimizer, args.lr)
             print(f"\nlearning-rate sweep from the same starting point: {sweep_epochs} epochs at each "
-                  f"of the rates {', '.join(f'{lr:g}' for lr in DEFAULT_LRS)} (--sweep-epochs 0 skips it)")
-            histories = run_sweep(initial, arrays, list(DEFAULT_LRS), sweep_epochs, args.batch_size,
-                                  args.momentum, args.quiet, lines=False)
+                  f"of the rates {', '.join(f'{lr:g}' for lr in rates)} (--sweep-epochs 0 skips it)")
+            histories = run_sweep(initial, arrays, rates, sweep_epochs, args.batch_size,
+                                  args.momentum, args.quiet, lines=False,
+                                  optimizer=None if plain else optimizer)
             # matplotlib's absence was reported with the run's figures: not a second time
             write_sweep(files, histories, len(names), figure=have_matplotlib(quiet=True))
             if any(h.get("interrupted") for h in histories.values()):
@@ -182,9 +188,10 @@ def _confusion(model: Sequential, data: list, num_classes: int) -> np.ndarray:
 
 
 def _run_title(settings: dict) -> str:
-    return (f"{settings['model']} on {settings['data']}: {settings['epochs']} epochs, lr "
-            f"{settings['lr']:g}, batch size {settings['batch_size']}, momentum {settings['momentum']:g}, "
-            f"{settings['dtype']}")
+    momentum = f", momentum {settings['momentum']:g}" if "momentum" in settings else ""
+    optimizer = "" if settings["optimizer"] == "sgd" else f"{settings['optimizer']}, "
+    return (f"{settings['model']} on {settings['data']}: {settings['epochs']} epochs, {optimizer}lr "
+            f"{settings['lr']:g}, batch size {settings['batch_size']}{momentum}, {settings['dtype']}")
 
 
 def _write_run(files: RunFiles, history: History, counts: np.ndarray, names: tuple,
