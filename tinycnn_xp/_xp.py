@@ -150,6 +150,16 @@ def _is_numpy_namespace(xp: Any) -> bool:
     return getattr(xp, "__name__", "") in ("numpy", "array_api_compat.numpy")
 
 
+def row_dots(a: Array, b: Array, xp: Any) -> Array:
+    """``sum(a * b, axis=-1)`` of two 2-D arrays: one meaning, the faster routine per library.
+    NumPy's ``vecdot`` is a fused loop (the sum of a product first writes a product the size of
+    the data: 6x slower); array_api_compat's ``vecdot`` for torch is a batched matrix product
+    (60x slower than torch's sum of a product), so everywhere else it is the sum of the product."""
+    if _is_numpy_namespace(xp):
+        return xp.vecdot(a, b)
+    return xp.sum(a * b, axis=-1)
+
+
 def move(array: Array, place: Placement, dtype: Any = None) -> Array:
     """``array`` (host NumPy, or any library's) on ``place``, cast to ``dtype`` if given.
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import _checks
 from ._windows import output_size, transpose_index, window_index
-from ._xp import Placement, as_data, dtype_name, move, placed, to_numpy
+from ._xp import Placement, as_data, dtype_name, move, placed, row_dots, to_numpy
 from .optim import sgd_update
 
 __all__ = ["Layer", "ParametrizedLayer", "Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "Flatten",
@@ -802,10 +802,11 @@ class _BatchNorm(ParametrizedLayer):
         else:
             mean = xp.mean(v, axis=(1, 2))
         centered = v - mean[:, None, None]
-        if not ctx.evaluation:
-            var = xp.mean(centered * centered, axis=(1, 2))
+        if not ctx.evaluation:  # the mean square, as one dot product per channel
+            var = _channel_dots(centered, centered, xp) / (centered.shape[1] * centered.shape[2])
         inv = 1.0 / xp.sqrt(var + self.eps)
-        y = centered * (gamma * inv)[:, None, None] + beta[:, None, None]
+        y = centered * (gamma * inv)[:, None, None]
+        y += beta[:, None, None]  # in place: a local temporary
         saved = (centered, inv, mean, var, ctx.evaluation) if ctx.train else None
         return xp.reshape(y, x.shape), saved
 
@@ -813,7 +814,8 @@ class _BatchNorm(ParametrizedLayer):
             input_grad: bool = True) -> tuple[Array | None, tuple]:
         xp, (gamma, _), (centered, inv, _, _, evaluation) = ctx.xp, params, saved
         d = xp.reshape(dy, centered.shape)
-        d_beta, d_gamma = xp.sum(d, axis=(1, 2)), inv * xp.sum(d * centered, axis=(1, 2))
+        d_beta = xp.sum(d, axis=(1, 2))
+        d_gamma = inv * _channel_dots(d, centered, xp)
         if not input_grad:
             return None, (d_gamma, d_beta)
         k1 = gamma * inv
@@ -835,6 +837,12 @@ class _BatchNorm(ParametrizedLayer):
         extra = "".join(f", {n}={getattr(self, n)}" for n, d in (("eps", 1e-5), ("momentum", 0.1))
                         if getattr(self, n) != d)
         return f"{type(self).__name__}({self.channels}{extra})"
+
+
+def _channel_dots(a: Array, b: Array, xp: Any) -> Array:
+    """``sum(a * b)`` per channel of two ``(channel, ...)`` arrays (``_xp.row_dots``)."""
+    c = a.shape[0]
+    return row_dots(xp.reshape(a, (c, -1)), xp.reshape(b, (c, -1)), xp)
 
 
 class BatchNorm2D(_BatchNorm):
