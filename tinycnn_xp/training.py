@@ -163,8 +163,8 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
     classes = model.output_shape(tuple(x_train.shape))[1]
     program = model.program(shape)
     step = train_step(model, shape, optimizer)
-    split = compiled(model, ("batches", shape, batch_size, n_batches),
-                     _batches(batch_size, n_batches, xp))
+    split = compiled(model, ("batches", shape, batch_size, drop_last),
+                     _batches(batch_size, drop_last, xp))
     metrics = _Metrics(model, shape, place, x_train, y_train, x_val, y_val, batch_size, chunk)
     targets = one_hot_columns(y_train, classes, place.dtype, xp)  # once, not at every step
     history = _continue(history)
@@ -300,14 +300,17 @@ def _check_batch_statistics(model: Trainable, shape: tuple[int, ...], batch_size
         shape = layer.output_shape((1, *shape))[1:]
 
 
-def _batches(batch_size: int, n_batches: int, xp: Any) -> Callable:
+def _batches(batch_size: int, drop_last: bool, xp: Any) -> Callable:
     """``split(x, targets, order, masks)``: the epoch's batches, ``[(rows, one-hot columns,
     masks), ...]`` of ``x``, ``targets`` and each dropout mask, ``x`` and ``targets`` shuffled
     by ``order`` (the masks are drawn per position), and the shuffled targets of the batches
-    (one call per epoch: compiled on JAX, where each eager slice is a dispatch; views on NumPy)."""
+    (one call per epoch: compiled on JAX, where each eager slice is a dispatch; views on NumPy).
+    ``drop_last``: without the last batch if it is smaller."""
     def split(x: Array, targets: Array, order: Array, masks: tuple) -> tuple[list, Array]:
         rows, columns = to_rows(xp.take(x, order, axis=0), xp), xp.take(targets, order, axis=1)
-        spans = list(evaluation.chunks(x.shape[0], batch_size))[:n_batches]
+        spans = list(evaluation.chunks(x.shape[0], batch_size))
+        if drop_last and spans[-1][1] - spans[-1][0] < batch_size:
+            spans = spans[:-1]
         used = spans[-1][1]
         return ([(rows[:, start:stop], columns[:, start:stop],
                   tuple(mask[:, start:stop] for mask in masks)) for start, stop in spans],
