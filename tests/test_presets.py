@@ -32,25 +32,27 @@ def test_images_of_another_size_are_refused_naming_the_size_the_preset_takes(put
     assert model.placement is None  # refused before anything was placed
 
 
-def test_the_preset_still_takes_its_own_size(put):
+def test_the_preset_still_takes_its_own_size():
+    """The presets' structure, on NumPy in every session (a LeNet's first forward on JAX would
+    compile each of its primitives, and this checks shapes, not a backend)."""
     assert set(OWN) == set(tc.PRESETS)
     for preset in tc.PRESETS:
         model = tc.make_model(preset, seed=0)
         assert model.input_shape == OWN[preset]
-        assert tuple(model.forward(put(np.zeros((2, *OWN[preset])))).shape) == (2, 3)
+        assert tuple(model.forward(np.zeros((2, *OWN[preset]))).shape) == (2, 3)
 
 
 @pytest.mark.parametrize("preset, parameters", [("lenet", 61_706), ("lenet_bn", 62_158)])
-def test_the_lenets_take_28x28_digits_and_give_ten_scores(put, preset, parameters):
+def test_the_lenets_take_28x28_digits_and_give_ten_scores(preset, parameters):
     from tinycnn_xp.presets import PRESETS
     model = PRESETS[preset](seed=3)  # the builders' own default: 10 classes, 1x28x28
     assert model.parameter_count == parameters and model.num_classes == 10
-    x = put(np.random.default_rng(0).random((4, 1, 28, 28)))
+    x = np.random.default_rng(0).random((4, 1, 28, 28))  # NumPy: the structure, not a backend
     assert tuple(model.forward(x).shape) == (4, 10)
     assert tuple(model.predict(x).shape) == (4,)
     # Sized for other images, as the other presets are: the first Dense takes what is left.
     small = tc.make_model(preset, seed=3, num_classes=4, input_shape=(3, 16, 16))
-    assert tuple(small.forward(put(np.zeros((2, 3, 16, 16)))).shape) == (2, 4)
+    assert tuple(small.forward(np.zeros((2, 3, 16, 16))).shape) == (2, 4)
     with pytest.raises(ValueError, match="needs images of at least 12x12"):
         tc.make_model(preset, input_shape=(1, 11, 11))
     # The seed draws the weights (and, in lenet_bn, the dropout masks' seeds).

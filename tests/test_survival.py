@@ -64,12 +64,12 @@ def same_run(a, b):
 @pytest.mark.slow
 def test_sigterm_checkpoints_and_the_resumed_run_equals_one_never_stopped(numpy_only, tmp_path,
                                                                         monkeypatch):
-    epochs = ["--epochs", "3000", "--momentum", "0.5"]  # momentum: the velocities are kept too
+    epochs = ["--epochs", "1000", "--momentum", "0.5"]  # momentum: the velocities are kept too
     assert main(["train", *epochs, "--out", str(tmp_path / "straight"), *QUICK]) == 0
 
     child = start([*epochs, "--out", "cut", "--sweep-epochs", "0"], tmp_path)
     try:
-        wait_for_epoch(child)  # after epoch 0, then a line every 500 epochs
+        wait_for_epoch(child)  # after epoch 0, then a line every 100 epochs
         wait_for_epoch(child)  # well inside the run: the cut is mid-epoch and mid-run
         child.send_signal(signal.SIGTERM)
         _, stderr = child.communicate(timeout=120)
@@ -80,17 +80,17 @@ def test_sigterm_checkpoints_and_the_resumed_run_equals_one_never_stopped(numpy_
     assert len(lines) == 1 and lines[0].startswith("tinycnn-xp train: terminated (SIGTERM) after "
                                                    "epoch "), stderr
     assert f"continue with  tinycnn-xp train --resume {os.path.join('cut', 'model.npz')} " \
-           "--epochs 3000" in lines[0]
+           "--epochs 1000" in lines[0]
     done = len(checkpoint.load_history(tmp_path / "cut" / "model.npz")["train_loss"])
-    assert 0 < done < 3000
+    assert 0 < done < 1000
     assert sorted(p.name for p in (tmp_path / "cut").iterdir() if p.name.endswith(".tmp")) == []
 
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "--resume", "cut/model.npz", "--epochs", "3000", "--out", "cut",
+    assert main(["train", "--resume", "cut/model.npz", "--epochs", "1000", "--out", "cut",
                  *QUICK]) == 0
     same_run(tmp_path / "straight" / "model.npz", tmp_path / "cut" / "model.npz")
     rows = list(csv.reader((tmp_path / "cut" / "history.csv").read_text().splitlines()))
-    assert [int(row[0]) for row in rows[1:]] == list(range(3000))  # none repeated, none lost
+    assert [int(row[0]) for row in rows[1:]] == list(range(1000))  # none repeated, none lost
 
 
 # -- kill -9 ---------------------------------------------------------------------------------------
