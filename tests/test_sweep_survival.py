@@ -183,9 +183,9 @@ def test_a_scheduler_without_workers_is_one_line(numpy_only, tmp_path):
     assert time.monotonic() - start < 60
 
 
-#: epochs per run of the mid-sweep failures: the first run finishes in about a second, the next
-#: is cut (one worker, one thread: the runs go one after another)
-EPOCHS = "400"
+#: epochs per run of the mid-sweep failures: long enough that closing the cluster (which may
+#: first let the running task finish) always cuts the sweep (400 was not, on a loaded machine)
+EPOCHS = "2000"
 
 
 @pytest.mark.parametrize("how", ["the workers are gone", "the scheduler is gone"])

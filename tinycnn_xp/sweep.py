@@ -34,7 +34,8 @@ from . import _checks
 from ._xp import Placement, move, placement_of, to_numpy
 from .history import METRICS, History, new_history
 from .models import Sequential
-from .optim import SGD, Optimizer, optimizer_from_config
+from .optim import OPTIMIZERS, SGD, Optimizer, optimizer_from_config
+from .schedules import parse_schedule
 from .training import DEFAULT_LR, TrainingInterrupted
 
 __all__ = ["sweep", "learning_rate_sweep", "describe_run", "SweepRecord", "SweepInterrupted",
@@ -49,8 +50,27 @@ DEFAULT_LRS = (0.01, 0.05, 0.12, 0.5, 1.0)
 MAX_RUNS = 100_000
 
 #: the ``fit`` arguments a grid may sweep (``seed`` seeds the initial weights and the shuffles;
-#: ``weight_decay`` is the optimizer's).
-GRID_KEYS = ("lr", "momentum", "weight_decay", "batch_size", "epochs", "seed")
+#: ``weight_decay`` is the optimizer's; ``optimizer`` names one, ``"sgd"``, ``"rmsprop"``,
+#: ``"adam"`` or ``"adamw"``, and ``schedule`` is a form of ``schedules.parse_schedule``).
+GRID_KEYS = ("optimizer", "schedule", "lr", "momentum", "weight_decay", "batch_size", "epochs",
+             "seed")
+
+#: an optimizer's name in a grid, and its class
+_NAMED = {name.lower(): cls for name, cls in OPTIMIZERS.items()}
+
+
+def _optimizer_name(value: Any, name: str) -> str:
+    if value not in _NAMED:
+        raise ValueError(f"{name} must be one of {sorted(_NAMED)}, got {value!r}")
+    return str(value)
+
+
+def _schedule_form(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a schedule's form (cosine, step:10:0.5, ...), got {value!r}")
+    parse_schedule(value, 1)  # ValueError naming --schedule and the forms
+    return value
+
 
 def _weight_decay(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
@@ -63,6 +83,7 @@ def _weight_decay(value: Any, name: str) -> float:
 _OPTIMIZER_KEYS = ("lr", "momentum", "weight_decay")
 
 _GRID_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "optimizer": _optimizer_name, "schedule": _schedule_form,
     "lr": _checks.learning_rate, "momentum": _checks.momentum, "weight_decay": _weight_decay,
     "batch_size": _checks.positive_int, "epochs": _checks.non_negative_int,
     "seed": _checks.non_negative_int,
@@ -107,8 +128,10 @@ def sweep(model: Sequential, x_train: Array, y_train: Array, x_val: Array, y_val
     it (no state, step 0), its ``lr``, ``momentum`` and ``weight_decay`` those of the run where
     the grid (or ``fit_kwargs``) gives them: ``sweep(model, ..., {"lr": [1e-3, 3e-3]},
     optimizer=Adam(schedule=Cosine(10)))``. A ``weight_decay`` without one is the chapter's SGD's
-    (``SGD(lr, momentum, weight_decay=...)``). A setting the optimizer does not have (Adam's
-    momentum) is a ``ValueError`` before any run.
+    (``SGD(lr, momentum, weight_decay=...)``). The grid may also name the optimizer and the
+    schedule: ``{"optimizer": ["sgd", "adam"], "schedule": ["constant", "cosine"]}`` (each at its
+    own default rate where no ``lr`` is given; ``cosine`` over the run's epochs). A setting the
+    optimizer does not have (Adam's momentum) is a ``ValueError`` before any run.
 
     ``n_jobs``: ``None`` or 1 runs the configurations one after the other in this process; 2 or
     more, or -1 (every core), runs them on joblib's worker processes (``pip install
@@ -342,7 +365,7 @@ def _check_data(model: Sequential, x_train: Array, y_train: Array, x_val: Array,
 
 def _check_fit_kwargs(model: Sequential, fit_kwargs: dict[str, Any]) -> None:
     allowed = set(inspect.signature(model.fit).parameters) - {"x_train", "y_train", "x_val", "y_val"}
-    allowed.add("weight_decay")  # the optimizer's (``_optimizer_of``)
+    allowed |= {"weight_decay", "schedule"}  # the optimizer's (``_optimizer_of``)
     unknown = sorted(set(fit_kwargs) - allowed)
     if unknown:
         raise TypeError(f"fit got unexpected keyword arguments {unknown}")
@@ -420,24 +443,31 @@ def _train(model: Sequential, data: list[Array], config: dict[str, Any],
 def _optimizer_of(kwargs: dict[str, Any]) -> dict[str, Any]:
     """``fit``'s arguments for one run: with an ``optimizer`` (or a ``weight_decay``), a fresh
     optimizer of that run's settings in place of ``lr``, ``momentum`` and ``weight_decay``."""
-    if kwargs.get("optimizer") is None and "weight_decay" not in kwargs:
+    if kwargs.get("optimizer") is None and "weight_decay" not in kwargs \
+            and "schedule" not in kwargs:
         return kwargs
     kwargs = dict(kwargs)
     base = kwargs.pop("optimizer", None)
+    schedule = kwargs.pop("schedule", None)
     settings = {key: kwargs.pop(key) for key in _OPTIMIZER_KEYS if key in kwargs}
-    if base is None:
+    if base is None or base == "sgd":
         config = SGD(DEFAULT_LR).config()
+    elif isinstance(base, str):  # a name in the grid: that optimizer with its own defaults
+        cls: Any = _NAMED[_optimizer_name(base, "optimizer")]  # RMSprop, Adam, AdamW: lr has a default
+        config = cls().config()
     elif isinstance(base, Optimizer):
         config = base.config()
     else:
         raise TypeError(f"optimizer must be a tinycnn_xp.optim optimizer (SGD, RMSprop, Adam, "
-                        f"AdamW), got {type(base).__name__}")
+                        f"AdamW) or its name, got {type(base).__name__}")
     for key in settings:
         if key not in config:
             raise ValueError(f"{key} cannot be set on {config['class']}: it has none")
     optimizer = optimizer_from_config({**config, **settings})
-    if base is not None:
+    if isinstance(base, Optimizer):
         optimizer.schedule = base.schedule  # a Python function's too (its config has only a name)
+    if schedule is not None:
+        optimizer.schedule = parse_schedule(schedule, kwargs.get("epochs", 80))
     kwargs["optimizer"] = optimizer
     return kwargs
 

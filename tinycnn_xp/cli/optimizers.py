@@ -52,8 +52,14 @@ def schedule_flag(text: str) -> str:
 
 
 def add_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
-    """The three flags (for ``sweep``, ``--weight-decays`` too, in a group with ``--weight-decay``)."""
-    parser.add_argument("--optimizer", choices=tuple(NAMES),
+    """The three flags (for ``sweep``, each with its plural to sweep, ``--optimizers``,
+    ``--weight-decays``, ``--schedules``, in a group with it)."""
+    kinds = parser.add_mutually_exclusive_group() if sweep else parser
+    if sweep:
+        kinds.add_argument("--optimizers", choices=tuple(NAMES), nargs="+", metavar="NAME",
+                           help="optimizers to sweep (sgd rmsprop adam adamw), each at its own "
+                                "default rate unless --lrs")
+    kinds.add_argument("--optimizer", choices=tuple(NAMES),
                         help="sgd: the chapter's, with --lr and --momentum (default); rmsprop, adam, "
                              "adamw: as PyTorch defines them, at their own default rate (0.01, 0.001, "
                              "0.001) unless --lr" + ("" if sweep else "; with --resume: the checkpoint's"))
@@ -63,10 +69,14 @@ def add_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     if sweep:
         decay.add_argument("--weight-decays", type=weight_decay_flag, nargs="+", metavar="WD",
                            help="weight decays to sweep")
-    parser.add_argument("--schedule", type=schedule_flag, metavar="FORM",
-                        help="learning rate per epoch: constant (default), cosine (down to 0 over "
-                             "--epochs, fixed then: a resumed run keeps it), cosine:PERIOD[:FLOOR], "
-                             "step:EVERY:FACTOR")
+    forms = parser.add_mutually_exclusive_group() if sweep else parser
+    forms.add_argument("--schedule", type=schedule_flag, metavar="FORM",
+                       help="learning rate per epoch: constant (default), cosine (down to 0 over "
+                            "--epochs, fixed then: a resumed run keeps it), cosine:PERIOD[:FLOOR], "
+                            "step:EVERY:FACTOR")
+    if sweep:
+        forms.add_argument("--schedules", type=schedule_flag, nargs="+", metavar="FORM",
+                           help="schedules to sweep")
 
 
 def typed(args: argparse.Namespace) -> set[str]:
@@ -169,6 +179,40 @@ def settings_of(optimizer: Optimizer) -> dict[str, Any]:
     found["weight_decay"] = optimizer.weight_decay  # type: ignore[attr-defined]
     found["schedule"] = schedule_text(optimizer.schedule)
     return found
+
+
+def axes(args: argparse.Namespace) -> dict[str, list[Any]]:
+    """A sweep's first axes: ``optimizer`` (``--optimizers``), ``schedule`` (``--schedules``),
+    then ``lr`` (``--lrs``; by default the chapter's rates, or a decade around another
+    ``--optimizer``'s; none with ``--optimizers``: each at its own rate)."""
+    grid: dict[str, list[Any]] = {}
+    if getattr(args, "optimizers", None):
+        grid["optimizer"] = list(args.optimizers)
+    if getattr(args, "schedules", None):
+        grid["schedule"] = list(args.schedules)
+    if args.lrs or "optimizer" not in grid:
+        grid["lr"] = list(args.lrs or sweep_rates(args.optimizer))
+    return grid
+
+
+def swept(args: argparse.Namespace, grid: dict[str, list[Any]],
+          fit_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """With ``--optimizers`` or ``--schedules``: the settings every run shares go to
+    ``fit_kwargs`` (``sweep`` builds each run's optimizer from the grid's names and forms); returns
+    them, for the journal and the records."""
+    names = grid.get("optimizer", [args.optimizer or "sgd"])
+    fit_kwargs.pop("momentum", None)  # a momentum is SGD's and RMSprop's: typed, or swept
+    if "momentum" in grid and any(name in ("adam", "adamw") for name in names):
+        raise UsageProblem("--momentums: adam and adamw have no momentum")
+    shared: dict[str, Any] = {}
+    if "optimizer" not in grid:
+        shared["optimizer"] = names[0]
+    if args.weight_decay is not None:
+        shared["weight_decay"] = args.weight_decay
+    if args.schedule and "schedule" not in grid:
+        shared["schedule"] = args.schedule
+    fit_kwargs.update(shared)
+    return shared
 
 
 def sweep_rates(name: str | None, lr: float | None = None) -> list[float]:

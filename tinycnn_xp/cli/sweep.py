@@ -2,10 +2,11 @@
 serially, on joblib's worker processes (``--jobs``) or on a Dask cluster (``--scheduler``), and its
 table, JSON and figure.
 
-The grid is every combination of ``--lrs`` (default: the chapter's rates; for another
-``--optimizer``, a decade around its own rate), ``--momentums``, ``--weight-decays`` and ``--seeds``
-(no such axis unless given; ``--momentum``, ``--weight-decay`` and ``--seed`` fix one value for
-every run instead); ``--optimizer`` and ``--schedule`` apply to every run. Progress advances as
+The grid is every combination of ``--optimizers``, ``--schedules``, ``--lrs`` (default: the
+chapter's rates; for another ``--optimizer``, a decade around its own rate; with ``--optimizers``,
+each optimizer's own rate), ``--momentums``, ``--weight-decays`` and ``--seeds`` (no such axis
+unless given; ``--optimizer``, ``--schedule``, ``--momentum``, ``--weight-decay`` and ``--seed``
+fix one value for every run instead). Progress advances as
 each run finishes, wherever it ran. A rate that diverges is a result, shown in the table, not a
 failure. Ctrl-C ends the sweep: the runs already finished
 are printed and written, and the status is ``EXIT_INTERRUPTED``.
@@ -48,23 +49,21 @@ TABLE, RECORDS, FIGURE = "sweep.txt", "sweep.json", "sweep.png"
 
 
 def grid_of(args: argparse.Namespace) -> dict[str, list[Any]]:
-    """The grid the flags ask for: ``lr`` always (``--lrs``, default the chapter's rates, or a
-    decade around another optimizer's), then ``momentum`` with ``--momentums``, ``weight_decay``
-    with ``--weight-decays`` and ``seed`` with ``--seeds``; a value given twice is a usage problem."""
-    grid: dict[str, list[Any]] = {"lr": list(args.lrs or optimizers.sweep_rates(args.optimizer))}
+    """The grid the flags ask for (see the module's docstring); no value twice."""
+    grid = optimizers.axes(args)  # --optimizers, --schedules, then --lrs (see there)
     if args.momentums:
         grid["momentum"] = list(args.momentums)
     if args.weight_decays:
         grid["weight_decay"] = list(args.weight_decays)
     if args.seeds is not None:
         grid["seed"] = list(args.seeds)
-    flags = {"lr": "--lrs", "momentum": "--momentums", "weight_decay": "--weight-decays",
-             "seed": "--seeds"}
+    flags = {"optimizer": "--optimizers", "schedule": "--schedules", "lr": "--lrs",
+             "momentum": "--momentums", "weight_decay": "--weight-decays", "seed": "--seeds"}
     for key, values in grid.items():
         seen: set = set()
         for value in values:  # linear: a set of the values so far
             if value in seen:
-                raise UsageProblem(f"{flags[key]} holds {value:g} twice; pass distinct values")
+                raise UsageProblem(f"{flags[key]} holds {_text(value)} twice; pass distinct values")
             seen.add(value)
     runs = _size(grid)
     if runs > MAX_RUNS:
@@ -190,6 +189,8 @@ def _optimizer(args: argparse.Namespace, grid: dict[str, list[Any]],
     """With ``--optimizer``, ``--weight-decay(s)`` or ``--schedule``: every run's optimizer in
     ``fit_kwargs`` (copied per run with its rate, momentum and weight decay; ``sweep``), and the
     settings that say it (for the journal and the records); else nothing (the chapter's SGD)."""
+    if "optimizer" in grid or "schedule" in grid:  # each run's, from the grid
+        return optimizers.swept(args, grid, fit_kwargs)
     if args.optimizer in (None, "sgd") and args.weight_decay is None and not args.weight_decays \
             and not args.schedule:
         return {}
