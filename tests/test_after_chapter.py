@@ -11,7 +11,10 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+import backends
 import tinycnn_xp as tc
 from helpers import param_state
 from tinycnn_xp import optim, schedules
@@ -91,6 +94,76 @@ def test_gradient_checks_pass_with_the_new_layers(put, lines, stack):
         np.testing.assert_array_equal(to_numpy(getattr(layer, attr)), before[name])
     assert drawn == [layer.rng.bit_generator.state for layer in model.layers
                      if isinstance(layer, Dropout)]
+
+
+@st.composite
+def stacks(draw):
+    """A random stack of convolutions with batch normalization (before or after the ReLU),
+    pools, dropout and dense layers with batch normalization; its input shape and classes."""
+    size, channels = draw(st.integers(6, 9)), draw(st.integers(1, 2))
+    layers, current, first = [], size, channels
+    for _ in range(draw(st.integers(1, 2))):
+        order = draw(st.sampled_from(["bn relu", "relu bn", "bn", "relu"]))
+        # (a filter of one weight before batch normalization is scale-free: only eps keeps its
+        # gradient from zero, and central differences of that are rounding)
+        kernel = draw(st.integers(2 if channels == 1 and order.startswith("bn") else 1, 3))
+        padding = draw(st.integers(0, 1))
+        out = current + 2 * padding - kernel + 1
+        filters = draw(st.integers(1, 3))
+        layers.append(Conv2D(channels, filters, kernel, padding=padding))
+        for kind in order.split():
+            layers.append(BatchNorm2D(filters) if kind == "bn" else ReLU())
+        if out >= 2 and draw(st.booleans()):
+            # After a ReLU, batch normalization maps every zero to one value: a max pool would
+            # see ties there, where a finite difference steps over a kink.
+            pool = AvgPool2D if order == "relu bn" else draw(st.sampled_from([MaxPool2D, AvgPool2D]))
+            layers.append(pool(2))
+            out //= 2
+        channels, current = filters, out
+    layers.append(Flatten())
+    features = channels * current * current
+    if draw(st.booleans()):
+        layers.append(Dropout(draw(st.sampled_from([0.2, 0.5])), seed=draw(st.integers(0, 9))))
+    if features > 1 and draw(st.booleans()):
+        hidden = draw(st.integers(2, 5))
+        layers += [Dense(features, hidden), BatchNorm1D(hidden), ReLU()]
+        if draw(st.booleans()):
+            layers.append(Dropout(0.3, seed=1))
+        features = hidden
+    classes = draw(st.integers(2, 4))
+    layers.append(Dense(features, classes))
+    return layers, (first, size, size), classes, draw(st.integers(0, 2**31))
+
+
+#: JAX compiles each new architecture (seconds): a fifth of the examples there
+EXAMPLES = 4 if backends.selected.NAME == "jax" else 20
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=stacks())
+def test_gradient_checks_pass_on_random_stacks_with_the_new_layers(put, case):
+    """Every parameter and the input within the chapter's 1e-5 (typically ~1e-10), in training
+    mode; a bias just before batch normalization has a zero gradient instead."""
+    layers, shape, classes, seed = case
+    rng = np.random.default_rng(seed)
+    model = tc.Sequential(layers, seed=seed % 1000)
+    for layer in model.layers:  # random biases, gamma and beta: off the ReLUs' kinks and defaults
+        if isinstance(layer, (Conv2D, Dense)):
+            layer.bias = rng.normal(0.0, 0.5, size=layer.bias.shape)
+        if isinstance(layer, (BatchNorm2D, BatchNorm1D)):
+            layer.gamma = rng.normal(1.0, 0.3, layer.channels)
+            layer.beta = rng.normal(0.0, 0.5, layer.channels)
+    x, y = put(rng.normal(size=(6, *shape))), put(rng.integers(0, classes, size=6))
+    errors = tc.check_gradients(model, x, y)
+    vanishing = tc.gradcheck.zero_by_construction(model)
+    model.loss_and_grad(x, y)
+    for name in vanishing:
+        layer_name, attr = name.split(".")
+        layer = model.layers[model.names.index(layer_name)]
+        assert np.max(np.abs(to_numpy(getattr(layer, "d_" + attr)))) < 1e-12, name
+    bad = {name: err for name, err in errors.items() if name not in vanishing and not err < 1e-5}
+    assert not bad, f"{layers}: {bad}"
 
 
 # -- dropout -------------------------------------------------------------------------------------
