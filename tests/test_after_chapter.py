@@ -135,8 +135,9 @@ def stacks(draw):
     return layers, (first, size, size), classes, draw(st.integers(0, 2**31))
 
 
-#: JAX compiles each new architecture (seconds): a fifth of the examples there
-EXAMPLES = 4 if backends.selected.NAME == "jax" else 20
+#: examples per backend: NumPy's take milliseconds; JAX compiles each new architecture, and
+#: array-api-strict, which runs on three Pythons, checks every call (seconds each)
+EXAMPLES = {"numpy": 20, "torch": 10, "array_api_strict": 5, "jax": 4}.get(backends.selected.NAME, 5)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
