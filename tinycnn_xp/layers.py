@@ -765,6 +765,14 @@ class _BatchNorm(ParametrizedLayer):
 
     size_name = "channels"  # the constructor's first argument
     config_names = ("channels", "eps", "momentum")
+    spatial = ""  # the input's dimensions after (batch, channels), in words
+
+    def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
+        if len(shape) != 2 + self.spatial.count(",") or shape[1] != self.channels:
+            raise ValueError(f"{name}: {self!r} expects shape (batch, {self.channels}"
+                             f"{self.spatial}), got {tuple(shape)}")
+        _checks.non_empty_batch(shape, name, repr(self))
+        return tuple(shape)
 
     def reset_parameters(self, seed: int | None) -> None:
         """Ones for ``gamma``, zeros for ``beta`` and the running mean, ones for the running
@@ -849,12 +857,7 @@ class BatchNorm2D(_BatchNorm):
     """Batch normalization of ``(batch, channels, height, width)`` images per channel, over the
     batch, height and width (``torch.nn.BatchNorm2d``)."""
 
-    def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
-        if len(shape) != 4 or shape[1] != self.channels:
-            raise ValueError(f"{name}: {self!r} expects shape (batch, {self.channels}, height, "
-                             f"width), got {tuple(shape)}")
-        _checks.non_empty_batch(shape, name, repr(self))
-        return tuple(shape)
+    spatial = ", height, width"
 
 
 class BatchNorm1D(_BatchNorm):
@@ -870,13 +873,6 @@ class BatchNorm1D(_BatchNorm):
     @property
     def features(self) -> int:
         return self.channels
-
-    def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
-        if len(shape) != 2 or shape[1] != self.channels:
-            raise ValueError(f"{name}: {self!r} expects shape (batch, {self.channels}), got "
-                             f"{tuple(shape)}")
-        _checks.non_empty_batch(shape, name, repr(self))
-        return tuple(shape)
 
 
 class Dropout(Layer):
