@@ -67,11 +67,16 @@ def learning_rate(lr: Any, name: str = "lr") -> float:
 
 
 def momentum(beta: Any, name: str = "momentum") -> float:
-    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
-        raise TypeError(f"{name} must be a number in [0, 1), got {beta!r} ({type(beta).__name__})")
-    if not 0.0 <= float(beta) < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {beta!r}")
-    return float(beta)
+    return fraction(beta, name)
+
+
+def non_negative_number(value: Any, name: str) -> float:
+    """A finite number >= 0 (a weight decay, an epsilon, a schedule's floor)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite number >= 0, got {value!r} ({type(value).__name__})")
+    if not (math.isfinite(float(value)) and float(value) >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 def fraction(value: Any, name: str, closed: bool = False) -> float:

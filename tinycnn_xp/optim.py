@@ -16,8 +16,6 @@ count and state. New arrays are bound, never changed in place (immutable arrays,
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 from . import _checks
@@ -90,14 +88,6 @@ def adam_update(params: tuple, grads: tuple, first: tuple, second: tuple, lr: An
 
 
 # -- the optimizers: settings, schedule, step count, state ----------------------------------------
-def _non_negative(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a finite number >= 0, got {value!r} ({type(value).__name__})")
-    if not (math.isfinite(float(value)) and float(value) >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
 class Optimizer:
     """Base class: the rate (``lr`` and a ``schedule``), the step count and the state.
 
@@ -216,7 +206,7 @@ class SGD(Optimizer):
         if nesterov and self.momentum == 0.0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.nesterov = nesterov
-        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        self.weight_decay = _checks.non_negative_number(weight_decay, "weight_decay")
 
     def settings(self) -> dict[str, Any]:
         return {"momentum": self.momentum, "nesterov": self.nesterov,
@@ -257,9 +247,9 @@ class RMSprop(Optimizer):
                  schedule: Schedule | Any = None) -> None:
         super().__init__(lr, schedule)
         self.alpha = _checks.fraction(alpha, "alpha")
-        self.eps = _non_negative(eps, "eps")
+        self.eps = _checks.non_negative_number(eps, "eps")
         self.momentum = _checks.momentum(momentum)
-        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        self.weight_decay = _checks.non_negative_number(weight_decay, "weight_decay")
         self.slots = ("square_avg", "momentum_buffer") if self.momentum > 0 else ("square_avg",)
 
     def settings(self) -> dict[str, Any]:
@@ -295,8 +285,8 @@ class Adam(Optimizer):
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = (_checks.fraction(betas[0], "betas[0]"), _checks.fraction(betas[1], "betas[1]"))
-        self.eps = _non_negative(eps, "eps")
-        self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        self.eps = _checks.non_negative_number(eps, "eps")
+        self.weight_decay = _checks.non_negative_number(weight_decay, "weight_decay")
 
     def settings(self) -> dict[str, Any]:
         return {"betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}

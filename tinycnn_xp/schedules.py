@@ -80,10 +80,7 @@ class Cosine(Schedule):
 
     def __init__(self, period: int, floor: float = 0.0) -> None:
         self.period = _checks.positive_int(period, "period")
-        if isinstance(floor, bool) or not isinstance(floor, numbers.Real) \
-                or not math.isfinite(float(floor)) or float(floor) < 0:
-            raise ValueError(f"floor must be a finite number >= 0, got {floor!r}")
-        self.floor: float = float(floor)
+        self.floor = _checks.non_negative_number(floor, "floor")
 
     def rate(self, epoch: int, lr: float) -> float:
         return self.floor + (lr - self.floor) * (1 + math.cos(math.pi * epoch / self.period)) / 2

@@ -72,19 +72,12 @@ def _schedule_form(value: Any, name: str) -> str:
     return value
 
 
-def _weight_decay(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not (math.isfinite(float(value)) and float(value) >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
 #: what an optimizer's settings may be changed by, per run (``_optimizer_of``).
 _OPTIMIZER_KEYS = ("lr", "momentum", "weight_decay")
 
 _GRID_CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "optimizer": _optimizer_name, "schedule": _schedule_form,
-    "lr": _checks.learning_rate, "momentum": _checks.momentum, "weight_decay": _weight_decay,
+    "lr": _checks.learning_rate, "momentum": _checks.momentum, "weight_decay": _checks.non_negative_number,
     "batch_size": _checks.positive_int, "epochs": _checks.non_negative_int,
     "seed": _checks.non_negative_int,
 }
