@@ -450,7 +450,6 @@ class _Archive:
             what = f"format {found[:60]!r}" if found is not None else "an entry 'format' that is not text"
             raise ValueError(f"{self.where}: not a tinycnn_xp checkpoint (expected format "
                              f"{FORMAT!r}, found {what})")
-        self.format = found
         for key, info in self.infos.items():
             if _kind(key) is None:
                 raise ValueError(f"{self.where}: unexpected entry {info.filename!r} "

@@ -212,7 +212,7 @@ class Layer:
             if self.placement is None or x is None:
                 raise RuntimeError(f"{type(self).__name__}.backward called before forward")
             xp = placed(self).xp
-            ctx = self._seen.context(xp) if hasattr(self._seen, "context") else Context(xp)
+            ctx = self._seen.context(xp)
             _, saved = self.apply(self.params(), to_rows(x, xp), self.prepared(tuple(x.shape[1:])),
                                   ctx)
             self._saved = (saved, tuple(x.shape), ctx)
@@ -283,6 +283,10 @@ class _Seen:
 
     def input(self) -> Array:
         return self.x
+
+    def context(self, xp: Any) -> Context:
+        """The context of a forward of this input: the default, training mode."""
+        return Context(xp)
 
 
 def _rebuild_layer(cls: type[Layer], config: dict[str, Any], arrays: dict[str, Any]) -> Layer:
@@ -763,8 +767,7 @@ class _BatchNorm(ParametrizedLayer):
         self.momentum = _checks.fraction(momentum, "momentum", closed=True)
         self.reset_parameters(None)
 
-    size_name = "channels"  # the constructor's first argument
-    config_names = ("channels", "eps", "momentum")
+    config_names = ("channels", "eps", "momentum")  # the first: the size's name
     spatial = ""  # the input's dimensions after (batch, channels), in words
 
     def output_shape(self, shape: tuple[int, ...], name: str = "x") -> tuple[int, ...]:
@@ -787,7 +790,8 @@ class _BatchNorm(ParametrizedLayer):
 
     @classmethod
     def _shapes(cls, arguments: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-        c = _checks.positive_int(arguments[cls.size_name], cls.size_name)
+        size = cls.config_names[0]
+        c = _checks.positive_int(arguments[size], size)
         _checks.positive_number(arguments.get("eps", 1e-5), "eps")
         _checks.fraction(arguments.get("momentum", 0.1), "momentum", closed=True)
         return {"gamma": (c,), "beta": (c,)}
@@ -864,7 +868,6 @@ class BatchNorm1D(_BatchNorm):
     """Batch normalization of ``(batch, features)`` per feature, over the batch (after a
     ``Dense`` layer; ``torch.nn.BatchNorm1d``)."""
 
-    size_name = "features"
     config_names = ("features", "eps", "momentum")
 
     def __init__(self, features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:

@@ -104,8 +104,6 @@ class Program:
         self.stages: list[tuple[Any, int, int, slice, slice, int | None]] = []
         #: ``(layer index, features per sample)`` of every layer that takes a mask, in order
         self.mask_layers: list[tuple[int, int]] = []
-        #: ``(layer, per-sample input shape)`` of every layer with buffers
-        self.buffer_layers: list[tuple[Layer, tuple[int, ...]]] = []
         i, start, first_buffer = 0, 0, 0
         while i < len(layers):
             stage, covered = _fusion(layers, i, shape, place)
@@ -117,8 +115,6 @@ class Program:
             if covered == 1 and layers[i].uses_mask:
                 mask = len(self.mask_layers)
                 self.mask_layers.append((i, math.prod(shape)))
-            if buffers:
-                self.buffer_layers.append((layers[i], tuple(shape)))
             self.stages.append((stage, i, covered, slice(start, start + count),
                                 slice(first_buffer, first_buffer + buffers), mask))
             for layer in layers[i:i + covered]:
@@ -748,8 +744,7 @@ class Sequential:
         host NumPy arrays or arrays of any library), placed where the model is. ``ValueError``
         before anything changes if an array is missing, unexpected, of the wrong shape, or not
         finite."""
-        slots = {"param": [(name, layer, attr) for name, layer, attr in self.parameters()],
-                 "velocity": [(name, layer, attr) for name, layer, attr in self.parameters()],
+        slots = {"param": self.parameters(), "velocity": self.parameters(),
                  "buffer": self.buffer_slots()}
         expected = {f"{group}/{name}": tuple(getattr(layer, attr).shape)
                     for group, entries in slots.items() for name, layer, attr in entries}
