@@ -144,11 +144,12 @@ def fit(model: Trainable, x_train: Array, y_train: Array, x_val: Array, y_val: A
     _check_continued(history, initial_epoch)
     xp, shape = place.xp, tuple(x_train.shape[1:])
     n_train = x_train.shape[0]
-    n_batches = n_train // batch_size if drop_last else math.ceil(n_train / batch_size)
-    if n_batches == 0:
+    spans = _batch_spans(n_train, batch_size, drop_last)
+    if not spans:
         raise ValueError(f"batch_size={batch_size} with drop_last=True leaves no batch of the "
                          f"{n_train} training images")
-    _check_batch_statistics(model, shape, batch_size, n_train, drop_last)
+    n_batches = len(spans)
+    _check_batch_statistics(model, shape, {stop - start for start, stop in spans})
     if model.placement is None:  # placed by its first input, like every other public call
         model.to(place.xp, place.device, place.dtype)
     model.optimizer = optimizer
@@ -284,12 +285,18 @@ def _restore(model: Trainable, optimizer: Optimizer, params: tuple, state: tuple
     optimizer.steps = steps
 
 
-def _check_batch_statistics(model: Trainable, shape: tuple[int, ...], batch_size: int,
-                            n_train: int, drop_last: bool) -> None:
-    """A batch normalization layer must see more than one value per channel in every batch."""
-    sizes = {min(batch_size, n_train)}
-    if not drop_last and n_train % batch_size:
-        sizes.add(n_train % batch_size)
+def _batch_spans(n: int, batch_size: int, drop_last: bool) -> list[tuple[int, int]]:
+    """``(start, stop)`` of an epoch's batches of ``n`` images: consecutive, at most
+    ``batch_size`` each; ``drop_last``: without the last if it is smaller."""
+    spans = list(evaluation.chunks(n, batch_size))
+    if drop_last and spans and spans[-1][1] - spans[-1][0] < batch_size:
+        spans.pop()
+    return spans
+
+
+def _check_batch_statistics(model: Trainable, shape: tuple[int, ...], sizes: set[int]) -> None:
+    """A batch normalization layer must see more than one value per channel in every batch (of
+    each of ``sizes``)."""
     for layer in model.layers:
         for size in sorted(sizes) if hasattr(layer, "values_per_channel") else ():
             if layer.values_per_channel((size, *shape)) < 2:
@@ -308,9 +315,7 @@ def _batches(batch_size: int, drop_last: bool, xp: Any) -> Callable:
     ``drop_last``: without the last batch if it is smaller."""
     def split(x: Array, targets: Array, order: Array, masks: tuple) -> tuple[list, Array]:
         rows, columns = to_rows(xp.take(x, order, axis=0), xp), xp.take(targets, order, axis=1)
-        spans = list(evaluation.chunks(x.shape[0], batch_size))
-        if drop_last and spans[-1][1] - spans[-1][0] < batch_size:
-            spans = spans[:-1]
+        spans = _batch_spans(x.shape[0], batch_size, drop_last)
         used = spans[-1][1]
         return ([(rows[:, start:stop], columns[:, start:stop],
                   tuple(mask[:, start:stop] for mask in masks)) for start, stop in spans],
