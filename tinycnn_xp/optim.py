@@ -22,7 +22,8 @@ from . import _checks
 from ._xp import move, to_numpy
 from .schedules import Schedule, as_schedule, schedule_from_config
 
-__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "optimizer_from_config",
+__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "BY_NAME",
+           "optimizer_from_config",
            "sgd_update", "rmsprop_update", "adam_update"]
 
 Array = Any
@@ -325,6 +326,8 @@ class AdamW(Adam):
 
 #: The optimizer classes a checkpoint (and ``--optimizer``) may name.
 OPTIMIZERS: dict[str, type[Optimizer]] = {cls.__name__: cls for cls in (SGD, RMSprop, Adam, AdamW)}
+#: The same by the name a sweep's grid and ``--optimizer`` give: ``sgd``, ``rmsprop``, ...
+BY_NAME: dict[str, type[Optimizer]] = {name.lower(): cls for name, cls in OPTIMIZERS.items()}
 
 
 def optimizer_from_config(config: Any) -> Optimizer:

@@ -34,7 +34,7 @@ from . import _checks
 from ._xp import Placement, move, placement_of, to_numpy
 from .history import METRICS, History, new_history
 from .models import Sequential
-from .optim import OPTIMIZERS, SGD, Optimizer, optimizer_from_config
+from .optim import BY_NAME, SGD, Optimizer, optimizer_from_config
 from .schedules import parse_schedule
 from .training import DEFAULT_LR, TrainingInterrupted
 
@@ -55,13 +55,9 @@ MAX_RUNS = 100_000
 GRID_KEYS = ("optimizer", "schedule", "lr", "momentum", "weight_decay", "batch_size", "epochs",
              "seed")
 
-#: an optimizer's name in a grid, and its class
-_NAMED = {name.lower(): cls for name, cls in OPTIMIZERS.items()}
-
-
 def _optimizer_name(value: Any, name: str) -> str:
-    if value not in _NAMED:
-        raise ValueError(f"{name} must be one of {sorted(_NAMED)}, got {value!r}")
+    if value not in BY_NAME:
+        raise ValueError(f"{name} must be one of {sorted(BY_NAME)}, got {value!r}")
     return str(value)
 
 
@@ -446,7 +442,7 @@ def _optimizer_of(kwargs: dict[str, Any]) -> dict[str, Any]:
     if base is None or base == "sgd":
         config = SGD(DEFAULT_LR).config()
     elif isinstance(base, str):  # a name in the grid: that optimizer with its own defaults
-        cls: Any = _NAMED[_optimizer_name(base, "optimizer")]  # RMSprop, Adam, AdamW: lr has a default
+        cls: Any = BY_NAME[_optimizer_name(base, "optimizer")]  # RMSprop, Adam, AdamW: lr has a default
         config = cls().config()
     elif isinstance(base, Optimizer):
         config = base.config()

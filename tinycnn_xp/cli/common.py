@@ -15,6 +15,7 @@ from .._backends import Backend, BackendUnavailable, resolve
 from ..data import CLASS_NAMES, make_dataset_bundle
 from ..history import History
 from ..models import Sequential
+from ..optim import BY_NAME, SGD
 from ..sweep import SweepInterrupted, learning_rate_sweep
 from ..training import TrainingDiverged, TrainingInterrupted
 from .progress import Progress
@@ -36,7 +37,8 @@ _MNIST_FALLBACK = (10, 0.02, 32, 0.9)
 #: ``(lr, momentum)`` when not given for ``--optimizer`` rmsprop, adam and adamw: the optimizer's
 #: own defaults (Adam has no momentum); SGD's are the dataset's above.
 OPTIMIZER_DEFAULTS: dict[str, tuple[float, float | None]] = {
-    "rmsprop": (0.01, 0.0), "adam": (0.001, None), "adamw": (0.001, None)}
+    name: (cls().lr, getattr(cls(), "momentum", None))  # type: ignore[call-arg]  # not SGD: a default lr
+    for name, cls in BY_NAME.items() if cls is not SGD}
 
 
 #: Exit statuses of ``tinycnn-xp`` (``tinycnn-xp --help`` lists them).

@@ -14,7 +14,7 @@ import argparse
 import math
 from typing import Any
 
-from ..optim import SGD, Optimizer, optimizer_from_config
+from ..optim import BY_NAME, SGD, Optimizer, optimizer_from_config
 from ..schedules import Constant, Cosine, Schedule, StepDecay, parse_schedule
 from ..sweep import DEFAULT_LRS
 from .common import OPTIMIZER_DEFAULTS, UsageProblem
@@ -24,7 +24,7 @@ __all__ = ["NAMES", "add_flags", "schedule_flag", "weight_decay_flag", "typed", 
            "build", "for_run", "plain", "schedule_text", "describe", "settings_of", "sweep_rates"]
 
 #: ``--optimizer``'s choices, and the class each names.
-NAMES = {"sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
+NAMES = {name: cls.__name__ for name, cls in BY_NAME.items()}
 #: the flags that set the optimizer, as ``args`` holds them.
 KEYS = ("optimizer", "lr", "momentum", "weight_decay", "schedule")
 FORMS = "constant, cosine, cosine:PERIOD[:FLOOR] or step:EVERY:FACTOR"
