@@ -44,6 +44,11 @@ nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 #: environment per session would install the same packages a dozen times: half of a fresh
 #: ``nox``'s time on 2 cores).
 SHARED = ROOT / ".nox" / "shared"
+#: Bytecode of what the sessions import, kept under ``.nox`` even where the environment sets
+#: ``PYTHONDONTWRITEBYTECODE`` (this machine does, and the installs use ``--no-compile``): without
+#: it every Python the tests start (the command line's subprocesses, loky and Dask workers, the
+#: notebook's kernel) compiles numpy, matplotlib and distributed from source, about 3.5 s each.
+BYTECODE = {"PYTHONPYCACHEPREFIX": str(ROOT / ".nox" / "pycache"), "PYTHONDONTWRITEBYTECODE": ""}
 TEST_EXTRAS = ".[test,plot,progress,digits,mnist,images,tensorboard,parallel]"
 
 
@@ -54,7 +59,7 @@ class Shared:
     def __init__(self, session: nox.Session, bin_dir: Path) -> None:
         self.session, self.bin_dir = session, bin_dir
         self.env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-                    "VIRTUAL_ENV": str(bin_dir.parent)}
+                    "VIRTUAL_ENV": str(bin_dir.parent), **BYTECODE}
 
     def run(self, program: str, *args: str, env: dict | None = None, **kwargs) -> object:
         return self.session.run(str(self.bin_dir / program), *args, env={**self.env, **(env or {})},
@@ -82,7 +87,7 @@ def shared_environment(session: nox.Session, python: str, *requirements: str) ->
     done = set(installed.get("requirements", ())) if installed.get("pyproject") == project else set()
     missing = [r for r in requirements if r not in done]
     if missing:
-        # --no-compile: bytecode is written for what is imported, when it is (half the install)
+        # --no-compile: bytecode is written for what is imported, when it is (BYTECODE)
         session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--no-compile",
                     "--disable-pip-version-check",
                     *[a for r in missing for a in (["-e", r] if r.startswith(".") else [r])],
@@ -148,15 +153,15 @@ def wheel(session: nox.Session) -> None:
         session.run("python", str(ROOT / "tests" / "wheel_contents.py"), str(built))
         session.run("python", "-m", "venv", str(venv))
         bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
-        # --no-compile: bytecode is written for what is imported, when it is (half the install)
+        # --no-compile: bytecode is written for what is imported, when it is (BYTECODE)
         session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--no-compile",
                     "--disable-pip-version-check", str(built),
                     external=True)
         run.mkdir()  # outside the checkout: only the installed wheel is importable
         with session.chdir(run):
-            session.run(str(bin_dir / "tinycnn-xp"), "--help", external=True)
+            session.run(str(bin_dir / "tinycnn-xp"), "--help", env=BYTECODE, external=True)
             session.run(str(bin_dir / "tinycnn-xp"), "train", "--epochs", "2", "--sweep-epochs", "0",
-                        "--quiet", "--out", str(run / "train"), external=True)
+                        "--quiet", "--out", str(run / "train"), env=BYTECODE, external=True)
 
 
 #: what the site shows: each notebook as ``nox -s notebook`` executed it
