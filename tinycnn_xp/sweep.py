@@ -221,13 +221,12 @@ def _pool_rounds(parallel: Any, runs: list[dict[str, Any]], done: dict[int, Swee
     suspects: list[int] = []  # running when a pool broke: each is tried again alone
     jobs = getattr(parallel, "n_jobs", None)
     workers = jobs if isinstance(jobs, int) and jobs > 0 else 1
-    interrupted = False
     while True:
         rest = [index for index in range(len(runs)) if index not in done and index not in suspects]
         alone = suspects[:1]  # a pool that breaks with one run on it names the run that broke it
         pending = alone or rest
         if not pending:
-            return interrupted
+            return False
         for mark in os.listdir(marks):  # a mark says: started on the current pool
             os.unlink(os.path.join(marks, mark))
         results = parallel(delayed(_train_shipped)(index, start, shipment, runs[index], fit_kwargs,
@@ -238,11 +237,12 @@ def _pool_rounds(parallel: Any, runs: list[dict[str, Any]], done: dict[int, Swee
                     if not issubclass(category, TrainingInterrupted):
                         warnings.warn(message, category, stacklevel=4)
                 finished(index, history)
-                interrupted = interrupted or bool(history.get("interrupted"))
+                if history.get("interrupted"):  # Ctrl-C: no further run starts (joblib may run
+                    return True                 # them here, one after the other, as serially)
             if alone:
                 suspects.remove(alone[0])
                 continue
-            return interrupted
+            return False
         except Exception as exc:
             if not _worker_died(exc):
                 raise
