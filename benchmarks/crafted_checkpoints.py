@@ -85,12 +85,14 @@ def npy_header(shape: tuple[int, ...], descr: str, fortran: bool = False) -> byt
 
 
 def write_zip(path: str | os.PathLike, members: Iterable[Member]) -> Path:
-    """A zip archive of ``members``, written by hand (no ZIP64: each member under 4 GiB)."""
+    """A zip archive of ``members``, written by hand (no ZIP64: each member under 4 GiB).
+    Members of the same bytes and zeros are deflated once (256 snapshots of 8 MiB of zeros: one)."""
     directory, offset = [], 0
+    deflated: dict[tuple[bytes, int], tuple[int, int, bytes]] = {}
     with open(path, "wb") as handle:
         for member in members:
             name = member.name.encode()
-            crc, size, body = _compress(member, handle, name, offset)
+            crc, size, body = _compress(member, handle, name, offset, deflated)
             declared = member.file_size if member.file_size is not None else size
             crc = member.crc if member.crc is not None else crc
             directory.append(struct.pack("<4s4H4s3I5H2I", b"PK\x01\x02", 20, 20, 0,
@@ -104,23 +106,34 @@ def write_zip(path: str | os.PathLike, members: Iterable[Member]) -> Path:
     return Path(path)
 
 
-def _compress(member: Member, handle, name: bytes, offset: int) -> tuple[int, int, int]:
-    """Write ``member``'s local header and data at ``offset``; its CRC, size and stored size."""
+def _compress(member: Member, handle, name: bytes, offset: int,
+              deflated: dict[tuple[bytes, int], tuple[int, int, bytes]]) -> tuple[int, int, int]:
+    """Write ``member``'s local header and data at ``offset``; its CRC, size and stored size.
+    ``deflated``: the CRC, size and deflated bytes of the members written before."""
     handle.seek(offset + 30 + len(name))
-    crc, size, body = 0, 0, 0
-    compressor = None if member.stored else zlib.compressobj(9, zlib.DEFLATED, -15)
-    zero_chunk = bytes(1 << 24)
-    chunks = [member.data] + [zero_chunk] * (member.zeros // len(zero_chunk))
-    chunks.append(bytes(member.zeros % len(zero_chunk)))
-    for chunk in chunks:
-        crc, size = zlib.crc32(chunk, crc), size + len(chunk)
-        out = chunk if compressor is None else compressor.compress(chunk)
+    key = (member.data, member.zeros)
+    if not member.stored and key in deflated:
+        crc, size, out = deflated[key]
         handle.write(out)
-        body += len(out)
-    if compressor is not None:
-        tail = compressor.flush()
-        handle.write(tail)
-        body += len(tail)
+        body = len(out)
+    else:
+        crc, size, body, pieces = 0, 0, 0, []
+        compressor = None if member.stored else zlib.compressobj(9, zlib.DEFLATED, -15)
+        zero_chunk = bytes(1 << 24)
+        chunks = [member.data] + [zero_chunk] * (member.zeros // len(zero_chunk))
+        chunks.append(bytes(member.zeros % len(zero_chunk)))
+        for chunk in chunks:
+            crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+            out = chunk if compressor is None else compressor.compress(chunk)
+            handle.write(out)
+            body += len(out)
+            if compressor is not None:
+                pieces.append(out)
+        if compressor is not None:
+            pieces.append(compressor.flush())
+            handle.write(pieces[-1])
+            body += len(pieces[-1])
+            deflated[key] = (crc, size, b"".join(pieces))
     end = handle.tell()
     declared = member.file_size if member.file_size is not None else size
     handle.seek(offset)
