@@ -114,12 +114,13 @@ def test_sweep_epochs_zero_skips_the_sweep(numpy_only, tmp_path):
 
 
 def test_resume_continues_the_history_exactly(numpy_only, tmp_path):
-    common = ["--momentum", "0.9", "--batch-size", "30", "--quiet", "--dataset", "lines4"]
+    common = ["--momentum", "0.9", "--batch-size", "30", "--quiet", "--dataset", "lines4",
+              "--no-figures", "--sweep-epochs", "0"]  # the figures: the test above
     whole = run(["train", "--epochs", "4", "--out", "whole", *common], tmp_path)
     first = run(["train", "--epochs", "2", "--out", "first", *common], tmp_path)
     # The resumed run takes dataset, momentum, batch size, ... from the checkpoint.
     second = run(["train", "--resume", "first/model.npz", "--epochs", "4", "--out", "second",
-                  "--quiet"], tmp_path)
+                  "--quiet", "--no-figures", "--sweep-epochs", "0"], tmp_path)
     for result in (whole, first, second):
         assert result.returncode == 0, result.stderr
     expected = checkpoint.load_history(tmp_path / "whole" / "model.npz")

@@ -161,7 +161,7 @@ def test_progress_shows_in_a_terminal_of_any_reported_size(numpy_only, tmp_path,
     fcntl.ioctl(child_side, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     child = subprocess.Popen([sys.executable, "-m", "tinycnn_xp", "train", "--epochs", "3",
-                              "--sweep-epochs", "0", "--out", "run"], cwd=tmp_path, env=env,
+                              "--sweep-epochs", "0", "--no-figures", "--out", "run"], cwd=tmp_path, env=env,
                              stdin=child_side, stdout=child_side, stderr=child_side)
     os.close(child_side)
     text = read_terminal(master)
