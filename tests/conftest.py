@@ -48,10 +48,19 @@ SLOW_MODULES = {"test_cli", "test_cli_resume", "test_cli_sweep", "test_cli_voice
                 "test_own_data"}
 
 
+#: why a test that never asks for the backend is left to the numpy session elsewhere: it would
+#: run the same NumPy code again (the checkpoint fuzzer, the file limits, the package's metadata).
+ELSEWHERE = ("does not use the backend: runs in the numpy session, on every Python "
+             "(tests(numpy-3.11), ...)")
+
+
 def pytest_collection_modifyitems(config, items):
+    on_numpy = backends.selected.NAME == "numpy"
     for item in items:
         if item.module.__name__.rpartition(".")[2] in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+        if not on_numpy and "backend" not in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.skip(reason=ELSEWHERE))
 
 
 def pytest_report_header(config):
