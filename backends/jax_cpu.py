@@ -7,6 +7,8 @@ before any array is made. Pinned to a release that installs on this machine.
 
 NAME = "jax"
 REQUIREMENTS = ["jax==0.10.2", "jaxlib==0.10.2"]
+#: the share of the randomized architectures the suite draws here: each compiles (seconds)
+EXAMPLE_SCALE = 0.06
 #: the session's environment: one on-disk compilation cache for both test processes (what one
 #: compiled, the other reads) and for the next run of the session.
 ENV = {"JAX_COMPILATION_CACHE_DIR": "{root}/.nox/jax-compilation-cache",

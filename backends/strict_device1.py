@@ -13,6 +13,9 @@ DEVICES = ("device1", "no_float64")
 DEVICE = "device1"
 #: after the whole suite on device1, the float32 tests again on the device without float64
 RUNS = [["--device=no_float64", "-m", "float32"]]
+#: a quarter of the randomized architectures: every operation here is a wrapped NumPy call
+#: (10x slower), and the numpy session draws them all on every Python
+EXAMPLE_SCALE = 0.25
 
 
 def probe() -> str | None:

@@ -22,9 +22,9 @@ from tinycnn_xp.models import _Single
 from tinycnn_xp.optim import SGD
 
 # On JAX every new architecture compiles its loss, and eager calls compile per new shape: a
-# few (6%) of the random stacks, and the hand loop on TinyCNN only.
+# share of the random stacks (the backend's EXAMPLE_SCALE), and the hand loop on TinyCNN only.
 ON_JAX = backends.selected.NAME == "jax"
-SCALE = 0.06 if ON_JAX else 1.0
+SCALE = getattr(backends.selected, "EXAMPLE_SCALE", 1.0)
 BOUNDED = settings(deadline=None, derandomize=True, database=None,
                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
