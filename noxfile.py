@@ -2,9 +2,9 @@
 supported Python (``tests(numpy-3.11)``, ``tests(numpy-3.12)``, ..., ``tests(torch)``,
 ``tests(jax)``, ``tests(cupy)``), then ``lint`` (ruff, mypy), ``wheel`` (the built wheel,
 installed alone, runs), ``notebook`` (``docs/chapter24.ipynb`` and
-``docs/after_the_chapter.ipynb`` top to bottom, headless, on NumPy; the executed copies are the
-ones the site shows) and ``docs`` (the site, built with warnings as
-errors, then every page in headless Chromium).
+``docs/after_the_chapter.ipynb`` top to bottom, side by side, headless, on NumPy; the executed
+copies are the ones the site shows) and ``docs`` (the site, built with warnings as errors, then
+every page in headless Chromium).
 
 A backend that cannot run on this machine is skipped with its reason and the exit status stays 0;
 ``TINYCNN_REQUIRE_GPU=1`` turns the CuPy skip into a failure. With ``CI`` set, a missing Python is
@@ -119,7 +119,7 @@ def tests(session: nox.Session, python: str, backend: str) -> None:
     pytest = ["-m", "pytest", f"--backend={backend}", "-ra"]
     shared.run("python", *pytest, *WORKERS, *session.posargs, env=env)
     for extra in getattr(module, "RUNS", ()):  # e.g. array-api-strict's device without float64
-        shared.run("python", *pytest, *extra, *session.posargs, env=env)
+        shared.run("python", *pytest, *extra, *WORKERS, *session.posargs, env=env)
 
 
 @nox.session(venv_backend="none")
@@ -174,14 +174,21 @@ NOTEBOOK = ("nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29")
 
 @nox.session(venv_backend="none")
 def notebook(session: nox.Session) -> None:
-    """``docs/chapter24.ipynb`` and ``docs/after_the_chapter.ipynb`` run top to bottom in a fresh
-    kernel on NumPy (nbclient), with their run times; any cell that raises fails the session. The
-    executed copies go to ``docs/_executed/``, for the site. ``-- --write-figures`` also rewrites
-    the README's figures, ``-- --backend torch`` runs them on another library."""
+    """``docs/chapter24.ipynb`` and ``docs/after_the_chapter.ipynb`` run top to bottom, side by
+    side, each in a fresh kernel on NumPy (nbclient), with their run times; any cell that raises
+    fails the session. The executed copies go to ``docs/_executed/``, for the site.
+    ``-- --write-figures`` also rewrites the README's figures, ``-- --backend torch`` runs them on
+    another library."""
     shared = shared_environment(session, FRAMEWORKS_PYTHON, TEST_EXTRAS, *NOTEBOOK)
-    for name, executed in EXECUTED.items():
-        shared.run("python", "docs/run_notebook.py", "--notebook", name, "--output",
-                   str(executed), *session.posargs)
+    run_notebooks(shared, list(EXECUTED), *session.posargs)
+
+
+def run_notebooks(shared: Shared, names: list[str], *args: str) -> None:
+    """Run the notebooks ``names`` side by side (a kernel each), their executed copies written to
+    ``docs/_executed/``."""
+    notebooks = [a for name in names for a in ("--notebook", name)]
+    shared.run("python", "docs/run_notebook.py", *notebooks, "--output-dir",
+               str(ROOT / "docs" / "_executed"), *args)
 
 
 @nox.session(venv_backend="none")
@@ -206,12 +213,13 @@ def docs(session: nox.Session) -> None:
             shutil.copy(es5 / "tex-chtml.js", mathjax)
             shutil.copytree(es5 / "output" / "chtml" / "fonts", mathjax / "output" / "chtml" / "fonts",
                             dirs_exist_ok=True)
-    for name, executed in EXECUTED.items():
-        if not executed.is_file():
-            shared.run("python", "docs/run_notebook.py", "--notebook", name, "--output",
-                       str(executed))
+    missing = [name for name, executed in EXECUTED.items() if not executed.is_file()]
+    if missing:
+        run_notebooks(shared, missing)
     build = ROOT / "docs" / "_build" / "html"
-    shared.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", str(build))
+    # -j auto: the pages are read on every core (the extensions say they are parallel-safe)
+    shared.run("sphinx-build", "-W", "--keep-going", "-q", "-j", "auto", "-b", "html", "docs",
+               str(build))
     status = shared.run("python", "docs/check_site.py", str(build), success_codes=[0, 2])
     if status == 2:
         session.skip("the site is built; its pages were not opened: no headless browser here")

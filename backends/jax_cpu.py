@@ -5,14 +5,21 @@ The library never changes JAX's settings; like a user, the test suite turns floa
 before any array is made. Pinned to a release that installs on this machine.
 """
 
+import os
+
 NAME = "jax"
 REQUIREMENTS = ["jax==0.10.2", "jaxlib==0.10.2"]
 #: the share of the randomized architectures the suite draws here: each compiles (seconds)
 EXAMPLE_SCALE = 0.06
 #: the session's environment: one on-disk compilation cache for both test processes (what one
-#: compiled, the other reads) and for the next run of the session.
+#: compiled, the other reads) and for the next run of the session; and XLA's CPU code generated
+#: without LLVM's optimization passes, since the suite's programs are tiny and compiling them is
+#: most of their time (those passes reorder and inline; no fast-math either way). Flags the user
+#: set come after, so theirs win.
 ENV = {"JAX_COMPILATION_CACHE_DIR": "{root}/.nox/jax-compilation-cache",
-       "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.05"}
+       "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.05",
+       "XLA_FLAGS": f"--xla_backend_optimization_level=0 {os.environ.get('XLA_FLAGS', '')}"
+                    .strip().replace("{", "{{").replace("}", "}}")}  # noxfile formats {root}
 
 
 def probe() -> str | None:
