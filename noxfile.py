@@ -13,6 +13,7 @@ an error. Arguments after ``--`` go to pytest. ``nox -s quick`` runs the numpy s
 plain ``nox``).
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,6 +36,11 @@ FRAMEWORKS_PYTHON = "3.11"
 EVERY_PYTHON = ("numpy", "array_api_strict")
 #: the tests' own parallelism: two processes (pytest-xdist) on a 2-core machine.
 WORKERS = ["-n", "2", "--dist", "loadgroup"]
+#: ... and one BLAS thread in each (and in the processes they start): the two already fill the
+#: cores, and a BLAS pool per process has its threads wait on each other's (a tenth of the numpy
+#: session's time). A count the user set is kept.
+ONE_BLAS_THREAD = {name: os.environ.get(name, "1")
+                   for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 nox.options.sessions = ["tests", "lint", "wheel", "notebook", "docs"]
 nox.options.reuse_venv = "yes"
@@ -66,10 +72,49 @@ class Shared:
                                 external=True, **kwargs)
 
 
-def shared_environment(session: nox.Session, python: str, *requirements: str) -> Shared:
+def find_uv() -> str | None:
+    """uv's executable (``$UV``, on the ``PATH``, or the one ``pip install "nox[uv]"`` brings
+    along), or ``None``: then environments are made with ``venv`` and filled with pip."""
+    name = os.environ.get("UV")
+    found = shutil.which(name or "uv")
+    if found is None and name is None:
+        with contextlib.suppress(ImportError, FileNotFoundError):
+            from uv import find_uv_bin
+            found = find_uv_bin()
+    return found
+
+
+def make_environment(session: nox.Session, interpreter: str, env_dir: Path) -> Path:
+    """A new virtual environment of ``interpreter`` at ``env_dir``, with pip in it; its bin
+    folder."""
+    uv = find_uv()
+    if uv is None:
+        session.run(interpreter, "-m", "venv", str(env_dir), external=True)
+    else:
+        session.run(uv, "venv", "--quiet", "--seed", "--python", interpreter, str(env_dir),
+                    external=True)
+    return env_dir / ("Scripts" if os.name == "nt" else "bin")
+
+
+def install(session: nox.Session, bin_dir: Path, args: list[str], *, pip: bool = False) -> None:
+    """``pip install args`` into the environment of ``bin_dir``; with uv where there is one
+    (the same releases, several times faster) unless ``pip``."""
+    uv = None if pip else find_uv()
+    if uv is None:
+        # --no-compile: bytecode is written for what is imported, when it is (BYTECODE)
+        session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--no-compile",
+                    "--disable-pip-version-check", *args, external=True)
+    else:  # uv writes no bytecode either
+        session.run(uv, "pip", "install", "--quiet", "--python", str(bin_dir / "python"), *args,
+                    external=True)
+
+
+def shared_environment(session: nox.Session, python: str, *requirements: str,
+                       with_pip: tuple[str, ...] = ()) -> Shared:
     """The shared environment of ``python`` with ``requirements`` (pip arguments; ``.[...]``:
-    the project, editable) installed in it, each once. A Python that is not here skips the
-    session, or fails it with ``CI`` set."""
+    the project, editable) installed in it, each once, and ``with_pip`` by pip even where uv
+    installs the rest. A Python that is not here skips the session, or fails it with ``CI``
+    set."""
     env_dir = SHARED / python
     bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
     if not (bin_dir / "python").exists():
@@ -79,21 +124,20 @@ def shared_environment(session: nox.Session, python: str, *requirements: str) ->
             if nox.options.error_on_missing_interpreters:
                 session.error(message)
             session.skip(message)
-        session.run(interpreter, "-m", "venv", str(env_dir), external=True)
+        make_environment(session, interpreter, env_dir)
     # What is installed, stamped with the pyproject it was installed from.
     stamp = env_dir / "installed.json"
     project = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     installed = json.loads(stamp.read_text()) if stamp.is_file() else {}
     done = set(installed.get("requirements", ())) if installed.get("pyproject") == project else set()
-    missing = [r for r in requirements if r not in done]
-    if missing:
-        # --no-compile: bytecode is written for what is imported, when it is (BYTECODE)
-        session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--no-compile",
-                    "--disable-pip-version-check",
-                    *[a for r in missing for a in (["-e", r] if r.startswith(".") else [r])],
-                    external=True)
-        stamp.write_text(json.dumps({"pyproject": project,
-                                     "requirements": sorted(done | set(missing))}))
+    for group, by_pip in ((requirements, False), (with_pip, True)):
+        missing = [r for r in group if r not in done]
+        if missing:
+            install(session, bin_dir, [a for r in missing
+                                       for a in (["-e", r] if r.startswith(".") else [r])],
+                    pip=by_pip)
+            done |= set(missing)
+            stamp.write_text(json.dumps({"pyproject": project, "requirements": sorted(done)}))
     return Shared(session, bin_dir)
 
 CASES = [nox.param(python, backend, id=f"{backend}-{python}")
@@ -113,8 +157,11 @@ def tests(session: nox.Session, python: str, backend: str) -> None:
         session.skip(f"backend {backend} unavailable: {reason}")
     # The optional extras too, so the figure, progress, digits, mnist and parallel-sweep tests
     # (Dask's in the numpy session) run rather than skip.
-    shared = shared_environment(session, python, TEST_EXTRAS, *module.REQUIREMENTS)
-    env = {"TINYCNN_REQUIRE_GPU": os.environ.get("TINYCNN_REQUIRE_GPU", ""),
+    requirements = tuple(module.REQUIREMENTS)
+    by_pip = getattr(module, "INSTALLER", None) == "pip"
+    shared = shared_environment(session, python, TEST_EXTRAS, *(() if by_pip else requirements),
+                                with_pip=requirements if by_pip else ())
+    env = {"TINYCNN_REQUIRE_GPU": os.environ.get("TINYCNN_REQUIRE_GPU", ""), **ONE_BLAS_THREAD,
            **{key: value.format(root=ROOT) for key, value in getattr(module, "ENV", {}).items()}}
     pytest = ["-m", "pytest", f"--backend={backend}", "-ra"]
     shared.run("python", *pytest, *WORKERS, *session.posargs, env=env)
@@ -128,7 +175,7 @@ def quick(session: nox.Session) -> None:
     subprocesses, worker pools, the notebook, the longest randomized runs)."""
     shared = shared_environment(session, FRAMEWORKS_PYTHON, TEST_EXTRAS)
     shared.run("python", "-m", "pytest", "--backend=numpy", "-q", "-m", "not slow", *WORKERS,
-               *session.posargs)
+               *session.posargs, env=ONE_BLAS_THREAD)
 
 
 @nox.session(venv_backend="none")
@@ -139,24 +186,22 @@ def lint(session: nox.Session) -> None:
     shared.run("mypy")
 
 
-@nox.session(python=FRAMEWORKS_PYTHON)
+@nox.session(python=FRAMEWORKS_PYTHON, venv_backend="uv|virtualenv")
 def wheel(session: nox.Session) -> None:
     """Build the wheel, install it alone into a fresh environment, and run the command from it.
 
     Catches a module or subpackage left out of the wheel, which an editable install hides.
     """
-    session.install("build")
+    uv = find_uv() is not None  # then uv fills the build's own environment too
+    session.install("build[uv]" if uv else "build")
     with tempfile.TemporaryDirectory() as tmp:
         dist, venv, run = Path(tmp, "dist"), Path(tmp, "venv"), Path(tmp, "run")
-        session.run("python", "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT))
+        session.run("python", "-m", "build", "--wheel", *(["--installer", "uv"] if uv else []),
+                    "--outdir", str(dist), str(ROOT))
         built = next(dist.glob("tinycnn_xp-*.whl"))
         session.run("python", str(ROOT / "tests" / "wheel_contents.py"), str(built))
-        session.run("python", "-m", "venv", str(venv))
-        bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
-        # --no-compile: bytecode is written for what is imported, when it is (BYTECODE)
-        session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--no-compile",
-                    "--disable-pip-version-check", str(built),
-                    external=True)
+        bin_dir = make_environment(session, "python", venv)  # the session's Python
+        install(session, bin_dir, [str(built)])
         run.mkdir()  # outside the checkout: only the installed wheel is importable
         with session.chdir(run):
             session.run(str(bin_dir / "tinycnn-xp"), "--help", env=BYTECODE, external=True)

@@ -5,8 +5,9 @@ Every module says: ``NAME``; ``REQUIREMENTS`` (pip requirements nox installs for
 ``unavailable()`` (the same, checked after importing it); ``namespace()``/``device()`` (namespace
 and device arrays go to); ``asarray(host)`` (place a NumPy array there); ``to_numpy(array)``
 (bring one back for assertions); optionally ``DEVICES``, the devices ``pytest --device`` may
-choose, ``RUNS``, extra pytest runs of its nox session, and ``ENV``, environment variables of
-that session (``{root}``: the repository), and ``EXAMPLE_SCALE``, the share of the randomized
+choose, ``RUNS``, extra pytest runs of its nox session, ``ENV``, environment variables of
+that session (``{root}``: the repository), ``INSTALLER = "pip"`` to install its
+``REQUIREMENTS`` with pip where nox would use uv, and ``EXAMPLE_SCALE``, the share of the randomized
 architectures the suite draws there (the numpy session draws them all). Read by ``noxfile.py`` and
 ``tests/conftest.py``.
 """

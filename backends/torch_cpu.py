@@ -6,6 +6,9 @@ Pinned: this machine has the CPU build of torch 2.13.0 on disk; any other versio
 
 NAME = "torch"
 REQUIREMENTS = ["torch==2.13.0"]
+#: pip, even where nox has uv: pip reads the machine's own wheels (pip's ``find-links``) and takes
+#: the CPU build there, where uv takes PyPI's CUDA build of the same version.
+INSTALLER = "pip"
 
 
 def probe() -> str | None:
