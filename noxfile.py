@@ -34,7 +34,8 @@ PYTHONS = ("3.11", "3.12", "3.13")
 #: install pulls a CUDA build of several GB.
 FRAMEWORKS_PYTHON = "3.11"
 EVERY_PYTHON = ("numpy", "array_api_strict")
-#: the tests' own parallelism: two processes (pytest-xdist) on a 2-core machine.
+#: the tests' own parallelism: two processes (pytest-xdist) on a 2-core machine, handed tests
+#: one at a time (a backend's ``DIST`` may say otherwise).
 WORKERS = ["-n", "2", "--dist", "loadgroup"]
 #: ... and one BLAS thread in each (and in the processes they start): the two already fill the
 #: cores, and a BLAS pool per process has its threads wait on each other's (a tenth of the numpy
@@ -164,9 +165,10 @@ def tests(session: nox.Session, python: str, backend: str) -> None:
     env = {"TINYCNN_REQUIRE_GPU": os.environ.get("TINYCNN_REQUIRE_GPU", ""), **ONE_BLAS_THREAD,
            **{key: value.format(root=ROOT) for key, value in getattr(module, "ENV", {}).items()}}
     pytest = ["-m", "pytest", f"--backend={backend}", "-ra"]
-    shared.run("python", *pytest, *WORKERS, *session.posargs, env=env)
+    workers = [*WORKERS[:-1], getattr(module, "DIST", WORKERS[-1])]
+    shared.run("python", *pytest, *workers, *session.posargs, env=env)
     for extra in getattr(module, "RUNS", ()):  # e.g. array-api-strict's device without float64
-        shared.run("python", *pytest, *extra, *WORKERS, *session.posargs, env=env)
+        shared.run("python", *pytest, *extra, *workers, *session.posargs, env=env)
 
 
 @nox.session(venv_backend="none")

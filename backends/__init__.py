@@ -7,8 +7,9 @@ and device arrays go to); ``asarray(host)`` (place a NumPy array there); ``to_nu
 (bring one back for assertions); optionally ``DEVICES``, the devices ``pytest --device`` may
 choose, ``RUNS``, extra pytest runs of its nox session, ``ENV``, environment variables of
 that session (``{root}``: the repository), ``INSTALLER = "pip"`` to install its
-``REQUIREMENTS`` with pip where nox would use uv, and ``EXAMPLE_SCALE``, the share of the randomized
-architectures the suite draws there (the numpy session draws them all). Read by ``noxfile.py`` and
+``REQUIREMENTS`` with pip where nox would use uv, ``DIST``, how pytest-xdist hands out its tests
+(``loadgroup``, one at a time, unless it says otherwise), and ``EXAMPLE_SCALE``, the share of the
+randomized architectures the suite draws there (the numpy session draws them all). Read by ``noxfile.py`` and
 ``tests/conftest.py``.
 """
 

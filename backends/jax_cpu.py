@@ -11,6 +11,9 @@ NAME = "jax"
 REQUIREMENTS = ["jax==0.10.2", "jaxlib==0.10.2"]
 #: the share of the randomized architectures the suite draws here: each compiles (seconds)
 EXAMPLE_SCALE = 0.06
+#: a test file's tests on one test process: they share shapes, so each program is traced and
+#: lowered once (the on-disk cache below spares the other process the compile, not the lowering)
+DIST = "loadfile"
 #: the session's environment: one on-disk compilation cache for both test processes (what one
 #: compiled, the other reads; every program, since most compile in tens of milliseconds) and for
 #: the next run of the session; and XLA's CPU code generated the quick way, since the suite's

@@ -61,6 +61,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if not on_numpy and "backend" not in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.skip(reason=ELSEWHERE))
+    # The slow tests first (otherwise in collection order): pytest-xdist hands tests out in this
+    # order, so the short ones fill the end of the run instead of one worker idling while the
+    # other finishes a long test.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_report_header(config):
