@@ -22,6 +22,15 @@ def run_cli(args, cwd, prelude="", env=None, timeout=300):
                           text=True, timeout=timeout, env=env, check=False)
 
 
+def local_cluster(**options):
+    """A Dask ``LocalCluster`` on 127.0.0.1 without a dashboard, its scheduler's own HTTP server
+    (health checks, metrics) on a free port: both test processes may start one at once, and the
+    second would find distributed's default port taken (and warn)."""
+    import distributed
+    return distributed.LocalCluster(host="127.0.0.1", dashboard_address=None,
+                                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, **options)
+
+
 def one_line(result):
     """The single line the command wrote on stderr (and that there was exactly one, no traceback)."""
     lines = result.stderr.strip().splitlines()

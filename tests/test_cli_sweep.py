@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import tinycnn_xp as tc
-from helpers import one_line, read_terminal, run_cli
+from helpers import local_cluster, one_line, read_terminal, run_cli
 from tinycnn_xp.cli import build_parser
 from tinycnn_xp.cli.common import UsageProblem
 from tinycnn_xp.cli.sweep import grid_of
@@ -284,8 +284,7 @@ def test_scheduler_runs_on_a_dask_cluster_with_the_serial_results(numpy_only, tm
                                       reason='needs dask[distributed]: pip install ".[parallel]"')
     serial = run_cli(["sweep", *GRID_FLAGS, *SMALL, "--out", "serial"], tmp_path, NO_FIGURES)
     assert serial.returncode == 0, serial.stderr
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+    with local_cluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, \
             distributed.Client(cluster) as client:
         on_dask = run_cli(["sweep", *GRID_FLAGS, "--epochs", "3", "--scheduler",
                            cluster.scheduler_address, "--out", "dask"], tmp_path, NO_FIGURES)

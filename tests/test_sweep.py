@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import tinycnn_xp as tc
-from helpers import param_state
+from helpers import local_cluster, param_state
 from tinycnn_xp import sweep as sweep_module
 from tinycnn_xp.sweep import learning_rate_sweep, sweep
 
@@ -262,8 +262,7 @@ def test_a_dask_cluster_gives_the_serial_results(numpy_only, data):
                                       reason='needs dask[distributed]: pip install ".[parallel]"')
     model = tc.TinyCNN(seed=5)
     serial = sweep(model, *data, grid=GRID, epochs=EPOCHS)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+    with local_cluster(n_workers=2, threads_per_worker=1, processes=True) as cluster, \
             distributed.Client(cluster) as client:
         with joblib.parallel_config(backend="dask"):
             on_dask = sweep(model, *data, grid=GRID, epochs=EPOCHS)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import tinycnn_xp as tc
+from helpers import local_cluster
 from tinycnn_xp.cli import main
 from tinycnn_xp.sweep import sweep
 
@@ -171,8 +172,8 @@ def first_run_on_disk(tmp_path, child):
 
 
 def test_a_scheduler_without_workers_is_one_line(numpy_only, tmp_path):
-    distributed = pytest.importorskip("distributed", reason="needs dask[distributed]")
-    with distributed.LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None) as cluster:
+    pytest.importorskip("distributed", reason="needs dask[distributed]")
+    with local_cluster(n_workers=0) as cluster:
         start = time.monotonic()
         child = dask_sweep(tmp_path, cluster.scheduler_address, "--epochs", "2")
         _, stderr = child.communicate(timeout=120)
@@ -193,8 +194,7 @@ EPOCHS = "500"
 def test_a_cluster_that_fails_mid_sweep_ends_in_bounded_time_keeping_the_runs(numpy_only, tmp_path,
                                                                              how):
     distributed = pytest.importorskip("distributed", reason="needs dask[distributed]")
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
+    cluster = local_cluster(n_workers=1, threads_per_worker=1, processes=True)
     address = cluster.scheduler_address
     try:
         child = dask_sweep(tmp_path, address, "--lrs", *RATES, "--epochs", EPOCHS)
