@@ -34,9 +34,10 @@ PYTHONS = ("3.11", "3.12", "3.13")
 #: install pulls a CUDA build of several GB.
 FRAMEWORKS_PYTHON = "3.11"
 EVERY_PYTHON = ("numpy", "array_api_strict")
-#: the tests' own parallelism: two processes (pytest-xdist) on a 2-core machine, handed tests
-#: one at a time (a backend's ``DIST`` may say otherwise).
-WORKERS = ["-n", "2", "--dist", "loadgroup"]
+#: the tests' own parallelism: two processes (pytest-xdist) on a 2-core machine, ...
+WORKERS = ["-n", "2"]
+#: ... handed tests one at a time (a backend's ``DIST`` may say otherwise)
+DIST = "loadgroup"
 #: ... and one BLAS thread in each (and in the processes they start): the two already fill the
 #: cores, and a BLAS pool per process has its threads wait on each other's (a tenth of the numpy
 #: session's time). A count the user set is kept.
@@ -165,10 +166,10 @@ def tests(session: nox.Session, python: str, backend: str) -> None:
     env = {"TINYCNN_REQUIRE_GPU": os.environ.get("TINYCNN_REQUIRE_GPU", ""), **ONE_BLAS_THREAD,
            **{key: value.format(root=ROOT) for key, value in getattr(module, "ENV", {}).items()}}
     pytest = ["-m", "pytest", f"--backend={backend}", "-ra"]
-    workers = [*WORKERS[:-1], getattr(module, "DIST", WORKERS[-1])]
-    shared.run("python", *pytest, *workers, *session.posargs, env=env)
+    parallel = [*WORKERS, "--dist", getattr(module, "DIST", DIST)]
+    shared.run("python", *pytest, *parallel, *session.posargs, env=env)
     for extra in getattr(module, "RUNS", ()):  # e.g. array-api-strict's device without float64
-        shared.run("python", *pytest, *extra, *workers, *session.posargs, env=env)
+        shared.run("python", *pytest, *extra, *parallel, *session.posargs, env=env)
 
 
 @nox.session(venv_backend="none")
@@ -177,7 +178,7 @@ def quick(session: nox.Session) -> None:
     subprocesses, worker pools, the notebook, the longest randomized runs)."""
     shared = shared_environment(session, FRAMEWORKS_PYTHON, TEST_EXTRAS)
     shared.run("python", "-m", "pytest", "--backend=numpy", "-q", "-m", "not slow", *WORKERS,
-               *session.posargs, env=ONE_BLAS_THREAD)
+               "--dist", DIST, *session.posargs, env=ONE_BLAS_THREAD)
 
 
 @nox.session(venv_backend="none")

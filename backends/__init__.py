@@ -9,8 +9,8 @@ choose, ``RUNS``, extra pytest runs of its nox session, ``ENV``, environment var
 that session (``{root}``: the repository), ``INSTALLER = "pip"`` to install its
 ``REQUIREMENTS`` with pip where nox would use uv, ``DIST``, how pytest-xdist hands out its tests
 (``loadgroup``, one at a time, unless it says otherwise), and ``EXAMPLE_SCALE``, the share of the
-randomized architectures the suite draws there (the numpy session draws them all). Read by ``noxfile.py`` and
-``tests/conftest.py``.
+randomized architectures the suite draws there (the numpy session draws them all). Read by
+``noxfile.py`` and ``tests/conftest.py``.
 """
 
 from __future__ import annotations
